@@ -1,0 +1,53 @@
+# Two commands matter: `make demo` and `make test`. Everything else is a step of theirs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export GOTOOLCHAIN := local
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test test-unit test-integration lint bench tools system-deps venv clean
+
+demo: $(STAMP)
+	$(VENV)/bin/goodput simulate --demo --plot out/demo.png
+
+test: lint test-unit test-integration
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q -m "not integration" tests/unit
+
+# Debian's Prometheus, installed only when missing (CI starts bare).
+system-deps:
+	@command -v prometheus >/dev/null || ( \
+	  echo "installing Debian packages: prometheus"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null && \
+	  $$SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+	  $$SUDO pkill -x prometheus || true )
+
+tools:
+	./hack/build-tools.sh all
+
+test-integration: $(STAMP) system-deps tools
+	$(PY) -m pytest -q -m integration tests/integration
+
+bench: $(STAMP)
+	$(VENV)/bin/goodput bench --out BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Build the real Kubernetes control plane (kube-apiserver, kube-controller-manager,
+# kube-scheduler, etcd, kubectl), KWOK and helm from Go modules, cached outside the
+# repo keyed by version. Idempotent: a component whose binary is cached is skipped.
+#
+# Why a generated module: k8s.io/kubernetes's go.mod points every staging module at
+# ./staging, so `go install k8s.io/kubernetes/cmd/...@v` fails; we require it from a
+# tiny module that replaces each staging module with its published v0.Y.Z.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.36.3}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+CACHE="${GOODPUT_TOOLS_CACHE:-$HOME/.cache/goodput-operator}"
+BIN="$CACHE/bin"
+
+export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod
+mkdir -p "$BIN"
+
+log() { printf '[build-tools] %s\n' "$*" >&2; }
+
+k8s_dir="$BIN/kubernetes-$K8S_VERSION"
+build_kubernetes() {
+  local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd)
+  local missing=0
+  for b in "${want[@]}"; do [ -x "$k8s_dir/$b" ] || missing=1; done
+  [ "$missing" = 0 ] && { log "kubernetes $K8S_VERSION cached in $k8s_dir"; return; }
+
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local patch="${K8S_VERSION##*.}"
+  local staging="v0.$minor.$patch"
+  local mod="$CACHE/src/kubernetes-$K8S_VERSION"
+  mkdir -p "$mod"
+  log "building kubernetes $K8S_VERSION (staging modules at $staging) in $mod"
+  local gomod
+  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
+  {
+    echo "module goodput.dev/k8s-build"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo
+    echo "replace ("
+    grep -E '^\s*k8s.io/[a-z0-9-]+ => ./staging/' "$gomod" | awk -v s="$staging" '{print "\t" $1 " => " $1 " " s}'
+    echo ")"
+  } > "$mod/go.mod"
+  # Blank imports keep every command's dependency graph in the module.
+  cat > "$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true; cd "$mod" && go get go.etcd.io/etcd/server/v3 k8s.io/kubernetes@"$K8S_VERSION" >/dev/null)
+  local major=1
+  local ld="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  mkdir -p "$k8s_dir.tmp"
+  (cd "$mod" && go build -trimpath -ldflags "$ld" -o "$k8s_dir.tmp/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+  (cd "$mod" && go build -trimpath -ldflags "-s -w" -o "$k8s_dir.tmp/etcd" go.etcd.io/etcd/server/v3)
+  rm -rf "$k8s_dir" && mv "$k8s_dir.tmp" "$k8s_dir"
+  log "kubernetes $K8S_VERSION built"
+}
+
+kwok_dir="$BIN/kwok-$KWOK_VERSION"
+build_kwok() {
+  [ -x "$kwok_dir/kwok" ] && { log "kwok $KWOK_VERSION cached"; return; }
+  log "building kwok $KWOK_VERSION"
+  mkdir -p "$kwok_dir.tmp"
+  GOBIN="$kwok_dir.tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  # The Stage documents (node/pod lifecycle) ship in the module, not in the binary.
+  local src
+  src=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$kwok_dir.tmp/stage"
+  cp -r "$src/kustomize/stage/." "$kwok_dir.tmp/stage/"
+  chmod -R u+w "$kwok_dir.tmp/stage"
+  rm -rf "$kwok_dir" && mv "$kwok_dir.tmp" "$kwok_dir"
+}
+
+helm_dir="$BIN/helm-$HELM_VERSION"
+build_helm() {
+  [ -x "$helm_dir/helm" ] && { log "helm $HELM_VERSION cached"; return; }
+  log "building helm $HELM_VERSION"
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  mkdir -p "$helm_dir.tmp"
+  GOBIN="$helm_dir.tmp" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  rm -rf "$helm_dir" && mv "$helm_dir.tmp" "$helm_dir"
+}
+
+case "${1:-all}" in
+  all) build_helm; build_kwok; build_kubernetes ;;
+  kubernetes) build_kubernetes ;;
+  kwok) build_kwok ;;
+  helm) build_helm ;;
+  paths) echo "K8S_BIN=$k8s_dir"; echo "KWOK_BIN=$kwok_dir"; echo "HELM_BIN=$helm_dir" ;;
+  *) echo "usage: $0 [all|kubernetes|kwok|helm|paths]" >&2; exit 2 ;;
+esac
