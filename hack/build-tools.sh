@@ -59,7 +59,10 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
-  (cd "$mod" && go mod tidy -e >/dev/null 2>&1 || true; cd "$mod" && go get go.etcd.io/etcd/server/v3 k8s.io/kubernetes@"$K8S_VERSION" >/dev/null)
+  # etcd at exactly the version Kubernetes pins, so no dependency moves.
+  local etcd_version
+  etcd_version=$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2}' "$gomod")
+  (cd "$mod" && go get "k8s.io/kubernetes@$K8S_VERSION" "go.etcd.io/etcd/server/v3@$etcd_version" && go mod tidy)
   local major=1
   local ld="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do

@@ -9,7 +9,10 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("goodput.operator.main", "Run the operator against the current kubeconfig."),
     "plan": ("goodput.planner.cli", "Print the plan for one policy and one observation."),
-    "simulate": ("goodput.sim.cli", "Replay a trace through the digital twin and compare controllers."),
+    "simulate": (
+        "goodput.sim.cli",
+        "Replay a trace through the digital twin and compare controllers.",
+    ),
     "bench": ("goodput.sim.bench", "Run the benchmark suite and write BENCHMARKS.md."),
     "crd": ("goodput.api.crd", "Print the CRD YAML generated from the models."),
 }

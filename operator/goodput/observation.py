@@ -23,7 +23,8 @@ class LatencySummary(_Frozen):
     p99_s: float | None = None
     mean_s: float | None = None
     threshold_between_coarse_buckets: bool = Field(
-        False, description="The SLO threshold fell inside a wide bucket: attainment is interpolated."
+        False,
+        description="The SLO threshold fell inside a wide bucket: attainment is interpolated.",
     )
 
 
@@ -57,5 +58,7 @@ class Observation(_Frozen):
     pools: dict[str, PoolObservation] = Field(description="Keyed by pool role.")
     quality: float | None = Field(None, ge=0, le=1)
     estimate: GoodputEstimate = Field(default_factory=GoodputEstimate)
-    missing: list[str] = Field(default_factory=list, description="Signals that are missing, e.g. 'decode.itl'.")
+    missing: list[str] = Field(
+        default_factory=list, description="Signals that are missing, e.g. 'decode.itl'."
+    )
     notes: list[str] = Field(default_factory=list)

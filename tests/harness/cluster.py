@@ -1,0 +1,283 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and KWOK with fake GPU nodes."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.harness.pki import PKI, make_pki
+from tests.harness.process import ManagedProcess, free_port, wait_until
+from tests.harness.tools import Tools, tools
+
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# Node, heartbeat-with-lease and pod lifecycle stages, as kwokctl's default "fast" set.
+_KWOK_STAGES = (
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+)
+
+
+def _kubeconfig(server: str, pki: PKI) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {"server": server, "certificate-authority": str(pki.ca_crt)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(pki.admin_crt),
+                        "client-key": str(pki.admin_key),
+                    },
+                }
+            ],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+            "current-context": "local",
+        },
+        indent=2,
+    )
+
+
+@dataclass
+class LocalCluster:
+    workdir: Path
+    nodes: int = 2
+    gpus_per_node: int = 8
+    tools: Tools = field(default_factory=tools)
+    processes: list[ManagedProcess] = field(default_factory=list)
+    kubeconfig: Path = field(init=False)
+    server: str = field(init=False)
+    _ns_counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> LocalCluster:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        t0 = time.monotonic()
+        pki = make_pki(self.workdir / "pki")
+        etcd_client, etcd_peer = free_port(), free_port()
+        etcd = self._spawn(
+            "etcd",
+            [
+                str(self.tools.k8s_bin / "etcd"),
+                "--data-dir",
+                str(self.workdir / "etcd"),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{etcd_client}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{etcd_client}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{etcd_peer}",
+                "--initial-cluster",
+                f"default=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync",
+                "--log-level",
+                "warn",
+            ],
+        )
+        wait_until(
+            lambda: _http_ok(f"http://127.0.0.1:{etcd_client}/health"),
+            30,
+            "etcd",
+        )
+        etcd.assert_alive()
+
+        port = free_port()
+        self.server = f"https://127.0.0.1:{port}"
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                str(self.tools.k8s_bin / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                f"--secure-port={port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--tls-cert-file={pki.server_crt}",
+                f"--tls-private-key-file={pki.server_key}",
+                f"--client-ca-file={pki.ca_crt}",
+                "--authorization-mode=Node,RBAC",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+            ],
+        )
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.kubeconfig.write_text(_kubeconfig(self.server, pki))
+        wait_until(lambda: self._ready(apiserver), 90, "kube-apiserver /readyz")
+
+        common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false"]
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.tools.k8s_bin / "kube-controller-manager"),
+                *common,
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--root-ca-file={pki.ca_crt}",
+                "--use-service-account-credentials=false",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.tools.k8s_bin / "kube-scheduler"),
+                *common,
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+            ],
+        )
+        stages = self.workdir / "kwok-stages.yaml"
+        stages.write_text(
+            "\n---\n".join((self.tools.kwok_bin / "stage" / s).read_text() for s in _KWOK_STAGES)
+        )
+        self._spawn(
+            "kwok",
+            [
+                str(self.tools.kwok_bin / "kwok"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={stages}",
+                f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
+                "--node-ip=127.0.0.1",
+                f"--node-port={free_port()}",
+                f"--server-address=127.0.0.1:{free_port()}",
+                "--cidr=10.244.0.0/16",
+            ],
+        )
+        for i in range(self.nodes):
+            self.apply(_fake_node(f"kwok-gpu-{i}", self.gpus_per_node))
+        wait_until(self._nodes_ready, 60, "KWOK nodes Ready")
+        # The "default" ServiceAccount must exist before Pods are admitted.
+        wait_until(
+            lambda: (
+                self.kubectl("get", "sa", "default", "-n", "default", check=False).returncode == 0
+            ),
+            60,
+            "default ServiceAccount",
+        )
+        self.startup_seconds = time.monotonic() - t0
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            with contextlib.suppress(Exception):
+                proc.stop()
+        self.processes.clear()
+
+    # -- helpers for tests -----------------------------------------------------------------
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.tools.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
+
+    def apply(self, manifest: dict[str, Any] | str) -> None:
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        self.kubectl("apply", "-f", "-", input=text)
+
+    def create_namespace(self, prefix: str = "t") -> str:
+        name = f"{prefix}-{next(self._ns_counter)}-{int(time.time() * 1000) % 100000}"
+        self.kubectl("create", "namespace", name)
+        wait_until(
+            lambda: self.kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0,
+            30,
+            f"sa default in {name}",
+        )
+        return name
+
+    def api_client(self) -> Any:
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
+        return client.ApiClient(cfg)
+
+    def log_tails(self) -> str:
+        return "\n".join(f"== {p.name} ==\n{p.tail()}" for p in self.processes)
+
+    # -- internals -------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        proc = ManagedProcess(name, argv, self.workdir)
+        self.processes.append(proc)
+        return proc
+
+    def _ready(self, apiserver: ManagedProcess) -> bool:
+        apiserver.assert_alive()
+        return self.kubectl("get", "--raw", "/readyz", check=False, timeout=10).returncode == 0
+
+    def _nodes_ready(self) -> bool:
+        for p in self.processes:
+            p.assert_alive()
+        out = self.kubectl("get", "nodes", "-o", "json").stdout
+        items = json.loads(out)["items"]
+        ready = [
+            n
+            for n in items
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        ]
+        return len(ready) == self.nodes
+
+
+def _fake_node(name: str, gpus: int) -> dict[str, Any]:
+    capacity = {"cpu": "64", "memory": "512Gi", "pods": "250", "nvidia.com/gpu": str(gpus)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {KWOK_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/hostname": name,
+                "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+            },
+        },
+        "status": {"capacity": capacity, "allocatable": capacity},
+    }
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return bool(resp.status == 200)
