@@ -1,0 +1,43 @@
+"""Online correction of a profile: one bounded multiplicative factor per stage and
+pool, moved each interval toward the factor that makes the model reproduce the
+observed mean latency at the observed load. A profile 2x too fast or slow converges
+geometrically (each step removes ``GAIN`` of the remaining log error)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+FACTOR_MIN = 0.2
+FACTOR_MAX = 5.0
+GAIN = 0.5
+
+
+@dataclass(frozen=True)
+class Factors:
+    prefill: float = 1.0
+    decode: float = 1.0
+
+
+def solve_factor(predict: Callable[[float], float], observed: float) -> float:
+    """The factor f in [FACTOR_MIN, FACTOR_MAX] with predict(f) = observed, by
+    bisection on log f (predict must increase with f; inf means overloaded)."""
+    lo, hi = math.log(FACTOR_MIN), math.log(FACTOR_MAX)
+    if predict(FACTOR_MIN) >= observed:
+        return FACTOR_MIN
+    if predict(FACTOR_MAX) <= observed:
+        return FACTOR_MAX
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if predict(math.exp(mid)) < observed:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp((lo + hi) / 2)
+
+
+def blend(current: float, target: float) -> float:
+    """Move ``GAIN`` of the way toward ``target`` in log space, within the bounds."""
+    value = math.exp((1 - GAIN) * math.log(current) + GAIN * math.log(target))
+    return min(max(value, FACTOR_MIN), FACTOR_MAX)

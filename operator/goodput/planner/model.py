@@ -1,0 +1,221 @@
+"""Performance model of one pool: predicted latency distributions and the rate a pool
+can serve, for every replica count at once (numpy vectors, so the optimizer scans
+thousands of candidates in microseconds).
+
+Prefill: TTFT = queueing wait + prefill time + KV load from the tier holding the hit.
+The wait is M/G/c: probability of waiting from Sakasegawa's closed form of Erlang C,
+the conditional wait exponential with Allen–Cunneen's variability factor. Prompt
+lengths are taken as exponential around the observed mean, so prefill time is a
+fixed part plus an exponential part, and TTFT attainment is a hypoexponential tail.
+
+Decode: one step costs f*(a + b*N + c*N*ctx); Little's law gives N = lambda*O*ITL per
+replica, so ITL = f*a / (1 - f*(b + c*ctx)*lambda*O) in closed form. KV memory caps
+N, which caps the rate a replica serves. Per-request ITL is normal around that mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from goodput.profiles import PerformanceProfile
+
+Vec = npt.NDArray[np.float64]
+
+# Highest utilization the model lets a stage run at: beyond it the queue grows
+# without bound, so the served rate is capped here and the rest counts as lost.
+RHO_MAX = 0.95
+# Per-request spread of mean ITL that batching noise does not explain (10 %).
+ITL_BASE_CV = 0.10
+# Mooncake FAST'25 §5.3.1: a ~3M-token local cache reaches about half of the
+# theoretical maximum prefix hit rate -> h(C) = h_max * (1 - exp(-C / K)), K = 3M/ln 2.
+CACHE_HALF_TOKENS = 3.0e6
+CACHE_SCALE_TOKENS = CACHE_HALF_TOKENS / math.log(2.0)
+# Highest theoretical prefix hit rate Mooncake reports for any workload (Tool&Agent,
+# FAST'25 §5.3.1); an observed rate above it is believed instead.
+MAX_HIT_RATE = 0.75
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What the pools must serve: request rate and mean token counts."""
+
+    rate_rps: float
+    input_tokens: float
+    output_tokens: float
+
+
+@dataclass(frozen=True)
+class CacheEffect:
+    """Prefix-cache hits as a fraction of input tokens, and seconds of KV load per
+    request from the offload tiers that hold them."""
+
+    hit_fraction: float = 0.0
+    load_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class StageCurve:
+    """Per replica count n (index 0..N): rate served (req/s), attainment of the stage's
+    latency SLO, and the mean latency (TTFT for prefill, ITL for decode)."""
+
+    served: Vec
+    attainment: Vec
+    mean_latency: Vec
+
+
+def norm_cdf(x: Vec) -> Vec:
+    """Standard normal CDF (Abramowitz–Stegun 7.1.26, |error| < 1.5e-7): numpy has no erf."""
+    z = np.abs(x) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    erf = 1.0 - poly * np.exp(-z * z)
+    return np.asarray(0.5 * (1.0 + np.sign(x) * erf), dtype=np.float64)
+
+
+def hit_rate_at(capacity_tokens: float, h_max: float) -> float:
+    return h_max * (1.0 - math.exp(-capacity_tokens / CACHE_SCALE_TOKENS))
+
+
+def prefill_service(
+    prof: PerformanceProfile, factor: float, demand: Demand, cache: CacheEffect
+) -> tuple[float, float]:
+    """(fixed seconds, mean variable seconds) of one request's prefill: hits skip their
+    share of the linear work, new tokens still attend over the whole prompt."""
+    length = demand.input_tokens
+    new = length * (1.0 - cache.hit_fraction)
+    fixed = factor * prof.prefill_base_s
+    variable = factor * (prof.prefill_per_token_s * new + prof.prefill_per_token2_s * new * length)
+    return fixed, variable
+
+
+def _ttft_attainment(
+    threshold: float, fixed: float, variable: float, wait_p: Vec, theta: Vec
+) -> Vec:
+    """P(W + S <= T) with S = fixed + Exp(mean=variable), W = 0 w.p. 1-C else Exp(theta)."""
+    t = threshold - fixed
+    if t <= 0:
+        return np.zeros_like(wait_p)
+    eta = 1.0 / max(variable, 1e-12)
+    service_ok = 1.0 - math.exp(-eta * t)
+    th = np.maximum(theta, 1e-12)
+    close = np.abs(th - eta) < 1e-9 * eta
+    safe = np.where(close, th + 1e-6 * eta, th)
+    both = 1.0 - (safe * math.exp(-eta * t) - eta * np.exp(-safe * t)) / (safe - eta)
+    erlang2 = 1.0 - math.exp(-eta * t) * (1.0 + eta * t)
+    both = np.where(close, erlang2, both)
+    out = (1.0 - wait_p) * service_ok + wait_p * both
+    return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
+
+
+def queue_curve(n_max: int, rate: float, service_s: float, scv: float) -> tuple[Vec, Vec, Vec, Vec]:
+    """M/G/c for c = 0..n_max: served rate, P(wait), conditional-wait rate, mean wait."""
+    n = np.arange(n_max + 1, dtype=np.float64)
+    capacity = n / service_s
+    served = np.minimum(rate, RHO_MAX * capacity)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(n > 0, served * service_s / np.maximum(n, 1.0), 0.0)
+        wait_p = np.where(rho > 0, rho ** (np.sqrt(2.0 * (n + 1.0)) - 1.0), 0.0)
+    wait_p = np.clip(wait_p, 0.0, 1.0)
+    variability = (1.0 + scv) / 2.0
+    slack = np.maximum(capacity - served, 1e-12)
+    theta = slack / variability
+    mean_wait = np.where(n > 0, wait_p / theta, np.inf)
+    return served, wait_p, theta, mean_wait
+
+
+def prefill_curve(
+    prof: PerformanceProfile,
+    factor: float,
+    demand: Demand,
+    cache: CacheEffect,
+    ttft_slo_s: float,
+    n_max: int,
+    extra_fixed_s: float = 0.0,
+) -> StageCurve:
+    fixed, variable = prefill_service(prof, factor, demand, cache)
+    fixed += extra_fixed_s
+    service = fixed + variable
+    scv = (variable / service) ** 2
+    served, wait_p, theta, mean_wait = queue_curve(n_max, demand.rate_rps, service, scv)
+    att = _ttft_attainment(ttft_slo_s - cache.load_s, fixed, variable, wait_p, theta)
+    att[0] = 0.0
+    return StageCurve(served, att, mean_wait + service + cache.load_s)
+
+
+def decode_batch_cap(prof: PerformanceProfile, demand: Demand) -> float:
+    """Sequences one replica holds: the scheduler's limit or its KV memory."""
+    per_seq = max(demand.input_tokens + demand.output_tokens, 1.0)
+    return float(min(prof.max_batch, prof.kv_capacity_tokens / per_seq))
+
+
+def decode_curve(
+    prof: PerformanceProfile,
+    factor: float,
+    demand: Demand,
+    itl_slo_s: float,
+    n_max: int,
+    prefill_busy_s: float = 0.0,
+) -> StageCurve:
+    """``prefill_busy_s`` > 0 models an aggregated replica: that many seconds of prefill
+    per request share the replica's time with decode steps."""
+    out = max(demand.output_tokens, 1.0)
+    ctx = demand.input_tokens + out / 2.0
+    base = factor * prof.decode_base_s
+    slope = factor * (prof.decode_per_seq_s + prof.decode_per_ctx_token_s * ctx)
+    cap = decode_batch_cap(prof, demand)
+    # Largest per-replica rate with N <= cap: solve lambda*O*ITL(lambda) = cap.
+    max_rate = cap / (out * base + cap * (prefill_busy_s + slope * out))
+    n = np.arange(n_max + 1, dtype=np.float64)
+    served = np.minimum(demand.rate_rps, RHO_MAX * max_rate * n)
+    per_replica = np.where(n > 0, served / np.maximum(n, 1.0), 0.0)
+    denom = 1.0 - per_replica * (prefill_busy_s + slope * out)
+    itl = np.where((n > 0) & (denom > 0), base / np.maximum(denom, 1e-12), np.inf)
+    batch = per_replica * out * np.where(np.isfinite(itl), itl, 0.0)
+    if demand.output_tokens <= 1.0:
+        att = np.where(n > 0, 1.0, 0.0)
+    else:
+        sigma = np.sqrt((ITL_BASE_CV * itl) ** 2 + slope**2 * batch)
+        with np.errstate(invalid="ignore"):
+            z = np.where(np.isfinite(itl), (itl_slo_s - itl) / np.maximum(sigma, 1e-12), -np.inf)
+        att = norm_cdf(np.nan_to_num(z, neginf=-50.0))
+        att[0] = 0.0
+    return StageCurve(served, np.asarray(att, dtype=np.float64), itl)
+
+
+def aggregated_curve(
+    prof: PerformanceProfile,
+    prefill_factor: float,
+    decode_factor: float,
+    demand: Demand,
+    cache: CacheEffect,
+    ttft_slo_s: float,
+    itl_slo_s: float,
+    n_max: int,
+) -> tuple[StageCurve, StageCurve]:
+    """Both stages in one replica: prefill waits for the running decode step, decode
+    gets the time prefill leaves. Returns (ttft curve, itl curve) on the same n."""
+    fixed, variable = prefill_service(prof, prefill_factor, demand, cache)
+    dec = decode_curve(prof, decode_factor, demand, itl_slo_s, n_max, fixed + variable)
+    step = decode_factor * prof.decode_base_s
+    pre = prefill_curve(prof, prefill_factor, demand, cache, ttft_slo_s, n_max, step)
+    served = np.minimum(pre.served, dec.served)
+    return (
+        StageCurve(served, pre.attainment, pre.mean_latency),
+        StageCurve(served, dec.attainment, dec.mean_latency),
+    )
+
+
+def monotone(curve: StageCurve) -> StageCurve:
+    """A replica can always idle, so n+1 replicas are never worse than n: the running
+    maximum makes the optimizer's scans valid."""
+    return StageCurve(
+        np.maximum.accumulate(curve.served),
+        np.maximum.accumulate(curve.attainment),
+        curve.mean_latency,
+    )

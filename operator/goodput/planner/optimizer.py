@@ -1,0 +1,319 @@
+"""Chooses replicas per pool and KV-tier sizes that maximize predicted goodput within
+the GPU budget; among plans within ``EPSILON`` of the best goodput (and meeting the
+attainment target when the best does), the one with the fewest GPUs wins.
+
+Cost: each pool's curve is computed once for every replica count (O(N) vectors);
+for a prefill/decode pair, every prefill count p gets the smallest decode count that
+reaches the goodput threshold by a vectorized binary search over d, so the whole scan
+is O(P log D) array work. KV-tier sizes come from a small grid (at most 7 sizes per
+tier), pruned to the cheapest near-best prefill cost before the pool scan.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from goodput.planner.correction import Factors
+from goodput.planner.model import (
+    CacheEffect,
+    Demand,
+    StageCurve,
+    aggregated_curve,
+    decode_curve,
+    hit_rate_at,
+    monotone,
+    prefill_curve,
+    prefill_service,
+)
+from goodput.profiles import PerformanceProfile
+
+# Plans whose goodput is within this fraction of the demand's tokens of the best are
+# "equal": the extra GPUs would buy less than 1 % more good tokens, so they go back.
+EPSILON = 0.01
+TIER_COST_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class PoolInput:
+    role: str
+    profile: PerformanceProfile
+    gpus_per_replica: int
+    lo: int
+    hi: int
+    factors: Factors
+
+
+@dataclass(frozen=True)
+class TierInput:
+    name: str
+    capacity_tokens: float  # per replica
+    bandwidth_bytes_per_s: float
+    gpus_per_replica: int
+    lo: int
+    hi: int
+    current: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    pools: dict[str, int]
+    tiers: dict[str, int]
+    gpus: int
+    goodput_rps: float  # requests/s served within the SLO (before x output tokens x quality)
+    attainment: float  # of all arriving requests
+    ttft_s: float | None = None
+    itl_s: float | None = None
+    stage_attainment: dict[str, float] = field(default_factory=dict)
+    hit_fraction: float = 0.0
+
+
+@dataclass(frozen=True)
+class Result:
+    chosen: Candidate
+    runner_up: Candidate | None
+    best: Candidate  # the highest-goodput plan, whatever its GPU count
+    satisfiable: bool
+
+
+@dataclass(frozen=True)
+class Problem:
+    demand: Demand
+    pools: tuple[PoolInput, ...]
+    tiers: tuple[TierInput, ...]
+    budget: int
+    ttft_slo_s: float
+    itl_slo_s: float
+    attainment_target: float
+    hit_fraction: float  # observed, at the current tier sizes
+    hit_max: float  # saturation hit rate of the capacity model
+
+
+def cache_effect(problem: Problem, sizes: tuple[int, ...], hbm_tokens: float) -> CacheEffect:
+    """Hits fill HBM first, then tiers in order; each tier's share loads at its bandwidth."""
+    if not problem.tiers:
+        return CacheEffect(problem.hit_fraction, 0.0)
+    kv_bytes = problem.pools[0].profile.kv_bytes_per_token
+    capacity = hbm_tokens
+    prev = hit_rate_at(capacity, problem.hit_max)
+    load = 0.0
+    for tier, n in zip(problem.tiers, sizes, strict=True):
+        capacity += n * tier.capacity_tokens
+        h = hit_rate_at(capacity, problem.hit_max)
+        load += (h - prev) * problem.demand.input_tokens * kv_bytes / tier.bandwidth_bytes_per_s
+        prev = h
+    return CacheEffect(prev, load)
+
+
+def _tier_grid(tier: TierInput) -> list[int]:
+    span = tier.hi - tier.lo
+    picks = {tier.lo, tier.hi, min(max(tier.current, tier.lo), tier.hi)}
+    picks |= {tier.lo + round(span * x) for x in (0.125, 0.25, 0.5, 0.75)}
+    return sorted(picks)
+
+
+def tier_options(problem: Problem) -> list[tuple[tuple[int, ...], CacheEffect, int]]:
+    """Per distinct tier-GPU cost, the tier sizes with the lowest prefill cost per
+    request (service + load) within a 1 % tolerance, fewest tier replicas first."""
+    front = problem.pools[0]
+    if not problem.tiers:
+        return [((), cache_effect(problem, (), 0.0), 0)]
+    by_gpus: dict[int, list[tuple[float, int, tuple[int, ...], CacheEffect]]] = {}
+    for sizes in itertools.product(*(_tier_grid(t) for t in problem.tiers)):
+        eff = cache_effect(problem, sizes, front.profile.kv_capacity_tokens)
+        fixed, var = prefill_service(front.profile, front.factors.prefill, problem.demand, eff)
+        gpus = sum(n * t.gpus_per_replica for n, t in zip(sizes, problem.tiers, strict=True))
+        by_gpus.setdefault(gpus, []).append((fixed + var + eff.load_s, sum(sizes), sizes, eff))
+    out = []
+    for gpus, rows in sorted(by_gpus.items()):
+        best = min(r[0] for r in rows)
+        near = [r for r in rows if r[0] <= best * (1 + TIER_COST_TOLERANCE)]
+        _, _, sizes, eff = min(near, key=lambda r: (r[1], r[0], r[2]))
+        out.append((sizes, eff, gpus))
+    return out
+
+
+def _threshold(best: float, problem: Problem) -> tuple[float, bool]:
+    rate = problem.demand.rate_rps
+    meets = best >= rate * problem.attainment_target - 1e-12
+    thr = best - EPSILON * rate
+    if meets:
+        thr = max(thr, rate * problem.attainment_target)
+    return thr - 1e-12, meets
+
+
+def _scan_aggregated(
+    problem: Problem, pool: PoolInput, eff: CacheEffect, budget: int
+) -> list[Candidate]:
+    """Candidates: the fewest replicas reaching the threshold, one fewer, and the best."""
+    n_max = min(pool.hi, budget // pool.gpus_per_replica)
+    if n_max < pool.lo:
+        return []
+    ttft, itl = aggregated_curve(
+        pool.profile,
+        pool.factors.prefill,
+        pool.factors.decode,
+        problem.demand,
+        eff,
+        problem.ttft_slo_s,
+        problem.itl_slo_s,
+        n_max,
+    )
+    t, i = monotone(ttft), monotone(itl)
+    good = np.maximum.accumulate(t.served * t.attainment * i.attainment)
+    best = float(good[n_max])
+    thr, _ = _threshold(best, problem)
+    first = int(np.searchsorted(good[pool.lo :], thr, side="left")) + pool.lo
+    first = min(first, n_max)
+    picks = dict.fromkeys(n for n in (first, first - 1, first + 1, n_max) if pool.lo <= n <= n_max)
+    return [
+        Candidate(
+            pools={pool.role: n},
+            tiers={},
+            gpus=n * pool.gpus_per_replica,
+            goodput_rps=float(good[n]),
+            attainment=float(good[n] / problem.demand.rate_rps),
+            ttft_s=float(ttft.mean_latency[n]),
+            itl_s=float(itl.mean_latency[n]),
+            stage_attainment={"ttft": float(t.attainment[n]), "itl": float(i.attainment[n])},
+            hit_fraction=eff.hit_fraction,
+        )
+        for n in picks
+    ]
+
+
+def _pick(cands: list[Candidate], thr: float) -> tuple[Candidate, Candidate | None]:
+    ok = [c for c in cands if c.goodput_rps >= thr]
+    ranked = sorted(ok, key=lambda c: (c.gpus, -c.goodput_rps, sorted(c.pools.items())))
+    chosen = ranked[0]
+    rest = [c for c in cands if c is not chosen]
+    # Runner-up: the nearest alternative, preferring one GPU-step cheaper (what
+    # handing back one more replica would cost), else the next in rank.
+    cheaper = [c for c in rest if c.gpus < chosen.gpus]
+    runner: Candidate | None
+    if cheaper:
+        runner = max(cheaper, key=lambda c: (c.goodput_rps, -c.gpus))
+    else:
+        runner = (
+            ranked[1]
+            if len(ranked) > 1
+            else (max(rest, key=lambda c: c.goodput_rps) if rest else None)
+        )
+    return chosen, runner
+
+
+def _disagg_curves(
+    problem: Problem, pre: PoolInput, dec: PoolInput, eff: CacheEffect, budget: int
+) -> tuple[StageCurve, StageCurve, int, int] | None:
+    p_max = min(pre.hi, (budget - dec.lo * dec.gpus_per_replica) // pre.gpus_per_replica)
+    d_max = min(dec.hi, (budget - pre.lo * pre.gpus_per_replica) // dec.gpus_per_replica)
+    if p_max < pre.lo or d_max < dec.lo:
+        return None
+    cp = prefill_curve(
+        pre.profile, pre.factors.prefill, problem.demand, eff, problem.ttft_slo_s, p_max
+    )
+    cd = decode_curve(dec.profile, dec.factors.decode, problem.demand, problem.itl_slo_s, d_max)
+    return cp, cd, p_max, d_max
+
+
+def _scan_disaggregated(
+    problem: Problem, pre: PoolInput, dec: PoolInput, eff: CacheEffect, budget: int
+) -> tuple[list[Candidate], float]:
+    """Candidates: for every prefill count p, the smallest decode count reaching the
+    threshold, plus the max-goodput plan. Returns them and the best goodput."""
+    curves = _disagg_curves(problem, pre, dec, eff, budget)
+    if curves is None:
+        return [], 0.0
+    cp_raw, cd_raw, p_max, d_max = curves
+    cp, cd = monotone(cp_raw), monotone(cd_raw)
+    gp, gd = pre.gpus_per_replica, dec.gpus_per_replica
+    ps = np.arange(pre.lo, p_max + 1)
+    d_hi = np.minimum(d_max, (budget - ps * gp) // gd)
+    valid = d_hi >= dec.lo
+    ps, d_hi = ps[valid], d_hi[valid]
+    if ps.size == 0:
+        return [], 0.0
+
+    def good(p: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return np.asarray(
+            np.minimum(cp.served[p], cd.served[d]) * cp.attainment[p] * cd.attainment[d]
+        )
+
+    g_hi = good(ps, d_hi)
+    best = float(g_hi.max())
+    thr, _ = _threshold(best, problem)
+    reach = g_hi >= thr
+    ps, d_hi = ps[reach], d_hi[reach]
+    lo = np.full_like(d_hi, dec.lo)
+    hi = d_hi.copy()
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        ok = good(ps, mid) >= thr
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid + 1)
+    gpus = ps * gp + hi * gd
+    vals = good(ps, hi)
+    order = np.lexsort((ps, -vals, gpus))[:3]
+    picks = [(int(ps[k]), int(hi[k])) for k in order]
+    all_ps = np.arange(pre.lo, p_max + 1)[valid]
+    all_dhi = np.minimum(d_max, (budget - all_ps * gp) // gd)
+    ib = int(np.argmax(good(all_ps, all_dhi)))
+    picks.append((int(all_ps[ib]), int(all_dhi[ib])))
+    chosen = picks[0]
+    for alt in ((chosen[0] - 1, chosen[1]), (chosen[0], chosen[1] - 1)):
+        if alt[0] >= pre.lo and alt[1] >= dec.lo:
+            picks.append(alt)
+    out = []
+    for p, d in dict.fromkeys(picks):
+        g = float(good(np.array([p]), np.array([d]))[0])
+        out.append(
+            Candidate(
+                pools={pre.role: p, dec.role: d},
+                tiers={},
+                gpus=p * gp + d * gd,
+                goodput_rps=g,
+                attainment=g / problem.demand.rate_rps,
+                ttft_s=float(cp_raw.mean_latency[p]),
+                itl_s=float(cd_raw.mean_latency[d]),
+                stage_attainment={
+                    "ttft": float(cp.attainment[p]),
+                    "itl": float(cd.attainment[d]),
+                },
+                hit_fraction=eff.hit_fraction,
+            )
+        )
+    return out, best
+
+
+def optimize(problem: Problem) -> Result | None:
+    """None when even every pool at its minimum exceeds the budget."""
+    cands: list[Candidate] = []
+    for sizes, eff, tier_gpus in tier_options(problem):
+        room = problem.budget - tier_gpus
+        tiers = {t.name: n for t, n in zip(problem.tiers, sizes, strict=True)}
+        if len(problem.pools) == 1:
+            found = _scan_aggregated(problem, problem.pools[0], eff, room)
+        else:
+            found, _ = _scan_disaggregated(problem, problem.pools[0], problem.pools[1], eff, room)
+        for c in found:
+            cands.append(
+                Candidate(
+                    pools=c.pools,
+                    tiers=tiers,
+                    gpus=c.gpus + tier_gpus,
+                    goodput_rps=c.goodput_rps,
+                    attainment=c.attainment,
+                    ttft_s=c.ttft_s,
+                    itl_s=c.itl_s,
+                    stage_attainment=c.stage_attainment,
+                    hit_fraction=c.hit_fraction,
+                )
+            )
+    if not cands:
+        return None
+    best = max(cands, key=lambda c: (c.goodput_rps, -c.gpus))
+    thr, meets = _threshold(best.goodput_rps, problem)
+    chosen, runner = _pick(cands, thr)
+    return Result(chosen, runner, best, meets)

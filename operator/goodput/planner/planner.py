@@ -1,0 +1,481 @@
+"""The goodput planner: observation in, plan out. ``plan`` is a pure function of its
+arguments (state in, state out); ``GoodputPlanner`` keeps that state between calls so
+the operator, the CLI and the digital twin drive the same code through
+``Autoscaler.decide``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from goodput.api.spec import GoodputPolicySpec, Pool, PoolRole, parse_duration
+from goodput.observation import LatencySummary, Observation, PoolObservation
+from goodput.plan import Allocation, Alternative, Plan, PoolDecision
+from goodput.planner import correction, explain, forecast
+from goodput.planner.correction import Factors
+from goodput.planner.model import (
+    CACHE_SCALE_TOKENS,
+    MAX_HIT_RATE,
+    CacheEffect,
+    Demand,
+    aggregated_curve,
+    decode_curve,
+    prefill_curve,
+)
+from goodput.planner.optimizer import (
+    Candidate,
+    PoolInput,
+    Problem,
+    Result,
+    TierInput,
+    cache_effect,
+    optimize,
+)
+from goodput.profiles import DEFAULT_PROFILE, PerformanceProfile, load_profile
+from goodput.reasons import Reason
+
+GIB = float(2**30)
+# Signals without which no plan can be computed (the last part of a ``missing`` entry).
+REQUIRED_SIGNALS = frozenset(
+    {
+        "arrival_rate",
+        "arrival_rate_rps",
+        "mean_input_tokens",
+        "mean_output_tokens",
+        "input_tokens",
+        "output_tokens",
+    }
+)
+_DEMAND_ORDER = ("aggregated", "prefill", "decode")
+
+
+@dataclass(frozen=True)
+class PlannerState:
+    """Everything the planner remembers between intervals."""
+
+    forecast: forecast.ForecastState | None = None
+    factors: dict[str, Factors] = field(default_factory=dict)
+
+
+def resolve_profile(
+    pool: Pool, profiles: Mapping[str, PerformanceProfile] | None
+) -> PerformanceProfile:
+    """The pool's prior: a caller-supplied profile (keyed by profile name or role),
+    else the bundled one named by the pool, else the default."""
+    name = pool.profile or DEFAULT_PROFILE
+    if profiles:
+        for key in (name, pool.role.value):
+            if key in profiles:
+                return profiles[key]
+    return load_profile(name)
+
+
+def _ordered_pools(spec: GoodputPolicySpec) -> list[Pool]:
+    rank = {PoolRole.aggregated: 0, PoolRole.prefill: 0, PoolRole.decode: 1}
+    return sorted(spec.pools, key=lambda p: rank[p.role])
+
+
+def _first(pools: Mapping[str, PoolObservation], attr: str) -> float | None:
+    for role in (*_DEMAND_ORDER, *sorted(pools)):
+        obs = pools.get(role)
+        value = getattr(obs, attr, None) if obs is not None else None
+        if value is not None:
+            return float(value)
+    return None
+
+
+def missing_signals(spec: GoodputPolicySpec, obs: Observation) -> list[str]:
+    out = [m for m in obs.missing if m.split(".")[-1] in REQUIRED_SIGNALS]
+    for attr in ("arrival_rate_rps", "mean_input_tokens", "mean_output_tokens"):
+        if _first(obs.pools, attr) is None and not any(m.endswith(attr) for m in out):
+            out.append(attr)
+    if spec.quality.query and obs.quality is None:
+        out.append("quality")
+    return out
+
+
+def _gpus(
+    spec: GoodputPolicySpec,
+    pools: Mapping[str, int],
+    tiers: Mapping[str, int],
+    gpr: Mapping[str, int],
+) -> int:
+    total = sum(n * gpr.get(role, 0) for role, n in pools.items())
+    for tier in spec.kv_cache.tiers:
+        total += tiers.get(tier.name, 0) * tier.gpus_per_replica
+    return total
+
+
+def _mean(summary: LatencySummary | None) -> float | None:
+    if summary is None:
+        return None
+    return summary.mean_s if summary.mean_s is not None else summary.p50_s
+
+
+@dataclass(frozen=True)
+class _Context:
+    spec: GoodputPolicySpec
+    pools: list[Pool]
+    profiles: dict[str, PerformanceProfile]
+    gpr: dict[str, int]
+    ttft_slo: float
+    itl_slo: float
+
+
+def _context(
+    spec: GoodputPolicySpec, profiles: Mapping[str, PerformanceProfile] | None
+) -> _Context:
+    pools = _ordered_pools(spec)
+    profs = {p.role.value: resolve_profile(p, profiles) for p in pools}
+    gpr = {p.role.value: p.gpus_per_replica or profs[p.role.value].gpus_per_replica for p in pools}
+    return _Context(spec, pools, profs, gpr, spec.slo.ttft_seconds, spec.slo.itl_seconds)
+
+
+def _tiers(ctx: _Context, current: Allocation) -> tuple[TierInput, ...]:
+    kv_bytes = ctx.profiles[ctx.pools[0].role.value].kv_bytes_per_token
+    return tuple(
+        TierInput(
+            name=t.name,
+            capacity_tokens=t.capacity_per_replica_gib * GIB / kv_bytes,
+            bandwidth_bytes_per_s=t.bandwidth_gib_per_s * GIB,
+            gpus_per_replica=t.gpus_per_replica,
+            lo=t.min_replicas,
+            hi=max(t.max_replicas, t.min_replicas),
+            current=current.tiers.get(t.name, t.min_replicas),
+        )
+        for t in ctx.spec.kv_cache.tiers
+    )
+
+
+def _hit_max(ctx: _Context, tiers: tuple[TierInput, ...], observed: float) -> float:
+    """Saturation hit rate that explains the observed hit rate at today's cache size."""
+    capacity = ctx.profiles[ctx.pools[0].role.value].kv_capacity_tokens + sum(
+        t.current * t.capacity_tokens for t in tiers
+    )
+    reach = 1.0 - math.exp(-capacity / CACHE_SCALE_TOKENS)
+    return max(observed, min(MAX_HIT_RATE, observed / max(reach, 1e-9)))
+
+
+def _replicas_now(ctx: _Context, obs: Observation, current: Allocation, role: str) -> int:
+    pool_obs = obs.pools.get(role)
+    if pool_obs is not None and pool_obs.ready_replicas is not None:
+        return pool_obs.ready_replicas
+    return current.pools.get(role, 0)
+
+
+def _correct(
+    ctx: _Context,
+    obs: Observation,
+    current: Allocation,
+    demand: Demand,
+    problem: Problem,
+    factors: dict[str, Factors],
+) -> dict[str, Factors]:
+    """Move each pool's factors toward the values that reproduce the observed mean TTFT
+    and ITL at the observed load and replica count."""
+    if demand.rate_rps <= 0:
+        return factors
+    eff = cache_effect(
+        problem,
+        tuple(t.current for t in problem.tiers),
+        problem.pools[0].profile.kv_capacity_tokens,
+    )
+    out = dict(factors)
+    for pool in ctx.pools:
+        role = pool.role.value
+        n = _replicas_now(ctx, obs, current, role)
+        pool_obs = obs.pools.get(role)
+        if n <= 0 or pool_obs is None:
+            continue
+        out[role] = _pool_factors(
+            ctx,
+            role,
+            out.get(role, Factors()),
+            demand,
+            eff,
+            n,
+            _mean(pool_obs.ttft),
+            _mean(pool_obs.itl),
+        )
+    return out
+
+
+def _pool_factors(
+    ctx: _Context,
+    role: str,
+    f: Factors,
+    demand: Demand,
+    eff: CacheEffect,
+    n: int,
+    ttft: float | None,
+    itl: float | None,
+) -> Factors:
+    prof = ctx.profiles[role]
+    fp, fd = f.prefill, f.decode
+
+    def ttft_at(x: float) -> float:
+        if role == "aggregated":
+            curve, _ = aggregated_curve(prof, x, fd, demand, eff, ctx.ttft_slo, ctx.itl_slo, n)
+        else:
+            curve = prefill_curve(prof, x, demand, eff, ctx.ttft_slo, n)
+        return float(curve.mean_latency[n])
+
+    def itl_at(x: float) -> float:
+        if role == "aggregated":
+            _, curve = aggregated_curve(prof, fp, x, demand, eff, ctx.ttft_slo, ctx.itl_slo, n)
+        else:
+            curve = decode_curve(prof, x, demand, ctx.itl_slo, n)
+        return float(curve.mean_latency[n])
+
+    if role in ("prefill", "aggregated") and ttft is not None:
+        fp = correction.blend(fp, correction.solve_factor(ttft_at, ttft))
+    if role in ("decode", "aggregated") and itl is not None:
+        fd = correction.blend(fd, correction.solve_factor(itl_at, itl))
+    return Factors(fp, fd)
+
+
+def _violated(ctx: _Context, obs: Observation, role: str) -> bool:
+    pool_obs = obs.pools.get(role)
+    if pool_obs is None:
+        return False
+    target = ctx.spec.slo.attainment
+    checks = {"prefill": ("ttft",), "decode": ("itl",), "aggregated": ("ttft", "itl")}[role]
+    for name in checks:
+        summary: LatencySummary | None = getattr(pool_obs, name)
+        if summary is not None and summary.attainment is not None and summary.attainment < target:
+            return True
+    return False
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
+
+
+def _decisions(
+    ctx: _Context, pools: Mapping[str, int], cand: Candidate | None
+) -> dict[str, PoolDecision]:
+    out = {}
+    for pool in ctx.pools:
+        role = pool.role.value
+        ttft = itl = att = None
+        if cand is not None:
+            if role in ("prefill", "aggregated"):
+                ttft = cand.ttft_s
+            if role in ("decode", "aggregated"):
+                itl = cand.itl_s
+            if role == "prefill":
+                att = cand.stage_attainment.get("ttft")
+            elif role == "decode":
+                att = cand.stage_attainment.get("itl")
+            else:
+                att = cand.stage_attainment.get("ttft", 0.0) * cand.stage_attainment.get("itl", 0.0)
+        out[role] = PoolDecision(
+            role=role,
+            replicas=pools[role],
+            gpus_per_replica=ctx.gpr[role],
+            predicted_ttft_s=_finite(ttft),
+            predicted_itl_s=_finite(itl),
+            predicted_attainment=att,
+        )
+    return out
+
+
+def _hold(
+    ctx: _Context, current: Allocation, missing: list[str], state: PlannerState
+) -> tuple[Plan, PlannerState]:
+    pools = {p.role.value: current.pools.get(p.role.value, p.min_replicas) for p in ctx.pools}
+    tiers = {t.name: current.tiers.get(t.name, t.min_replicas) for t in ctx.spec.kv_cache.tiers}
+    plan = Plan(
+        pools=_decisions(ctx, pools, None),
+        tiers=tiers,
+        total_gpus=_gpus(ctx.spec, pools, tiers, ctx.gpr),
+        budget=ctx.spec.gpu_budget,
+        reason=Reason.MetricsMissing,
+        message=f"holding the current allocation: missing {', '.join(missing)}",
+        hold=True,
+        binding_constraint="none",
+    )
+    return plan, state
+
+
+def _minimums(
+    ctx: _Context, current: Allocation, state: PlannerState, reason: Reason, message: str
+) -> tuple[Plan, PlannerState]:
+    pools = {p.role.value: p.min_replicas for p in ctx.pools}
+    tiers = {t.name: t.min_replicas for t in ctx.spec.kv_cache.tiers}
+    total = _gpus(ctx.spec, pools, tiers, ctx.gpr)
+    plan = Plan(
+        pools=_decisions(ctx, pools, None),
+        tiers=tiers,
+        total_gpus=total,
+        budget=ctx.spec.gpu_budget,
+        reason=reason,
+        message=message,
+        budget_satisfiable=total <= ctx.spec.gpu_budget,
+        binding_constraint="minReplicas",
+    )
+    return plan, state
+
+
+def _alternative(c: Candidate, output_tokens: float, quality: float) -> Alternative:
+    return Alternative(
+        pools=dict(c.pools),
+        tiers=dict(c.tiers),
+        total_gpus=c.gpus,
+        predicted_goodput=c.goodput_rps * output_tokens * quality,
+        predicted_attainment=c.attainment,
+    )
+
+
+def plan(
+    spec: GoodputPolicySpec,
+    observation: Observation,
+    current: Allocation,
+    state: PlannerState | None,
+    now: float,
+    profiles: Mapping[str, PerformanceProfile] | None = None,
+) -> tuple[Plan, PlannerState]:
+    """One planning step. Deterministic: the same arguments give the same plan and state."""
+    state = state or PlannerState()
+    ctx = _context(spec, profiles)
+    missing = missing_signals(spec, observation)
+    if missing:
+        return _hold(ctx, current, missing, state)
+    rate = _first(observation.pools, "arrival_rate_rps") or 0.0
+    input_tokens = _first(observation.pools, "mean_input_tokens") or 0.0
+    output_tokens = max(_first(observation.pools, "mean_output_tokens") or 1.0, 1.0)
+    quality = observation.quality if observation.quality is not None else 1.0
+    if quality < spec.quality.floor:
+        quality = 0.0
+    window = parse_duration(spec.metrics.window)
+    fstate = forecast.update(state.forecast, rate, now, window)
+    horizon = parse_duration(spec.behavior.startup_delay) + parse_duration(spec.behavior.interval)
+    patience = parse_duration(spec.behavior.forecast_horizon)
+    demand_rate, fstate = forecast.forecast(fstate, rate, horizon, patience)
+    if rate == 0.0:
+        new_state = PlannerState(fstate, state.factors)
+        return _minimums(
+            ctx, current, new_state, Reason.ZeroDemand, "no traffic: every pool at its minimum"
+        )
+
+    tiers = _tiers(ctx, current)
+    hit = _first(observation.pools, "prefix_cache_hit_rate") or 0.0
+    floors = {}
+    for pool in ctx.pools:
+        role = pool.role.value
+        cur = current.pools.get(role, pool.min_replicas)
+        if _violated(ctx, observation, role) and cur > pool.min_replicas:
+            floors[role] = min(cur, pool.max_replicas)
+    floor_gpus = sum(
+        floors.get(p.role.value, p.min_replicas) * ctx.gpr[p.role.value] for p in ctx.pools
+    ) + sum(t.lo * t.gpus_per_replica for t in tiers)
+    if floor_gpus > spec.gpu_budget:
+        floors = {}
+
+    def problem_for(demand: Demand, factors: Mapping[str, Factors]) -> Problem:
+        return Problem(
+            demand=demand,
+            pools=tuple(
+                PoolInput(
+                    role=p.role.value,
+                    profile=ctx.profiles[p.role.value],
+                    gpus_per_replica=ctx.gpr[p.role.value],
+                    lo=floors.get(p.role.value, p.min_replicas),
+                    hi=max(p.max_replicas, p.min_replicas),
+                    factors=factors.get(p.role.value, Factors()),
+                )
+                for p in ctx.pools
+            ),
+            tiers=tiers,
+            budget=spec.gpu_budget,
+            ttft_slo_s=ctx.ttft_slo,
+            itl_slo_s=ctx.itl_slo,
+            attainment_target=spec.slo.attainment,
+            hit_fraction=hit,
+            hit_max=_hit_max(ctx, tiers, hit),
+        )
+
+    observed = Demand(rate, input_tokens, output_tokens)
+    factors = _correct(
+        ctx, observation, current, observed, problem_for(observed, state.factors), state.factors
+    )
+    new_state = PlannerState(fstate, factors)
+    problem = problem_for(Demand(demand_rate, input_tokens, output_tokens), factors)
+    result = optimize(problem)
+    if result is None:
+        return _minimums(
+            ctx,
+            current,
+            new_state,
+            Reason.BudgetExhausted,
+            f"the pools' minimum replicas need more than gpuBudget {spec.gpu_budget} GPUs;"
+            " planning the minimums",
+        )
+    return _finish(ctx, problem, result, current, floors, rate, quality), new_state
+
+
+def _finish(
+    ctx: _Context,
+    problem: Problem,
+    result: Result,
+    current: Allocation,
+    floors: dict[str, int],
+    observed_rate: float,
+    quality: float,
+) -> Plan:
+    chosen = result.chosen
+    out_tokens = problem.demand.output_tokens
+    cur_pools = {p.role.value: current.pools.get(p.role.value, 0) for p in ctx.pools}
+    cur_gpus = _gpus(ctx.spec, cur_pools, current.tiers, ctx.gpr)
+    changed = cur_pools != chosen.pools or any(
+        current.tiers.get(k) != v for k, v in chosen.tiers.items()
+    )
+    reason = explain.decision_reason(result.satisfiable, chosen.gpus, cur_gpus, changed)
+    sentence = "; ".join(
+        [
+            explain.stage_sentence(
+                chosen, problem.pools, problem.demand.rate_rps, ctx.ttft_slo, ctx.itl_slo
+            ),
+            f"demand {problem.demand.rate_rps:.2f} req/s forecast (observed {observed_rate:.2f})",
+            explain.outcome_sentence(result, ctx.spec.gpu_budget, ctx.spec.slo.attainment),
+        ]
+    )
+    return Plan(
+        pools=_decisions(ctx, chosen.pools, chosen),
+        tiers=dict(chosen.tiers),
+        total_gpus=chosen.gpus,
+        budget=ctx.spec.gpu_budget,
+        reason=reason,
+        message=sentence,
+        budget_satisfiable=result.satisfiable,
+        predicted_goodput=chosen.goodput_rps * out_tokens * quality,
+        predicted_attainment=chosen.attainment,
+        binding_constraint=explain.binding_constraint(
+            result, problem.pools, ctx.spec.gpu_budget, floors
+        ),
+        runner_up=(
+            _alternative(result.runner_up, out_tokens, quality)
+            if result.runner_up is not None
+            else None
+        ),
+    )
+
+
+class GoodputPlanner:
+    """The Autoscaler the operator and the twin run: ``plan`` plus remembered state."""
+
+    name = "goodput"
+
+    def __init__(
+        self,
+        spec: GoodputPolicySpec,
+        profiles: Mapping[str, PerformanceProfile] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.profiles = dict(profiles) if profiles else None
+        self.state = PlannerState()
+
+    def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
+        result, self.state = plan(self.spec, observation, current, self.state, now, self.profiles)
+        return result
