@@ -62,3 +62,10 @@ class Observation(_Frozen):
         default_factory=list, description="Signals that are missing, e.g. 'decode.itl'."
     )
     notes: list[str] = Field(default_factory=list)
+    stale: list[str] = Field(
+        default_factory=list,
+        description="Subset of missing: signals whose newest sample is older than maxStaleness.",
+    )
+    unreachable: bool = Field(
+        False, description="Prometheus could not be queried at all: every signal is missing."
+    )

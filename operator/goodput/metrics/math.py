@@ -1,0 +1,252 @@
+"""The arithmetic of the metrics layer, with no I/O, so every number the operator
+acts on can be checked by hand.
+
+Conventions (shared with :mod:`goodput.observation`): ``None`` means *unknown*
+(missing, undefined or garbage), never zero. Functions here never raise on bad
+numbers (NaN, infinities, negative counts); they return ``None`` instead.
+
+Histogram maths follow Prometheus' own ``histogram_quantile`` so that the figures
+agree with what a person sees in Grafana: the first bucket's lower bound is 0 when
+its upper bound is positive, a value is spread linearly inside its bucket, and the
+cumulative counts are made monotonic (rates of separate bucket series jitter) by
+taking the running maximum.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from goodput.observation import GoodputEstimate
+
+#: A bucket wider than this fraction of the SLO threshold makes the interpolated
+#: attainment uncertain enough to say so (LatencySummary.threshold_between_coarse_buckets).
+COARSE_BUCKET_RELATIVE_WIDTH = 0.25
+
+#: Thresholds closer than this (relative) to a bucket bound count as *on* the bound.
+_ON_BOUND_RTOL = 1e-9
+
+
+def finite(x: float | None) -> float | None:
+    """``x`` if it is a finite number, else ``None`` (NaN and ±Inf are garbage)."""
+    if x is None or not math.isfinite(x):
+        return None
+    return x
+
+
+def non_negative(x: float | None) -> float | None:
+    """A count, rate or gauge that cannot be negative: garbage becomes ``None``."""
+    v = finite(x)
+    if v is None or v < 0:
+        return None
+    return v
+
+
+def unit_fraction(x: float | None, tolerance: float = 1e-6) -> float | None:
+    """A fraction in [0, 1] (KV usage, hit rate, quality); tiny float overshoot is clamped,
+    anything further out (e.g. a percentage 0-100 by mistake) is garbage -> ``None``."""
+    v = finite(x)
+    if v is None or v < -tolerance or v > 1 + tolerance:
+        return None
+    return min(1.0, max(0.0, v))
+
+
+def safe_ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator`` for two non-negative rates.
+
+    0/0 (no requests in the window) is undefined, and x/0 with x > 0 is inconsistent
+    data: both give ``None`` rather than NaN, Inf or a made-up zero.
+    """
+    n, d = non_negative(numerator), non_negative(denominator)
+    if n is None or d is None or d == 0:
+        return None
+    return n / d
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative bucket counts (or rates) of one Prometheus histogram, sorted by upper
+    bound, the last bound being +Inf. Build it with :func:`histogram_from_buckets`."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[float, ...]
+
+    @property
+    def total(self) -> float:
+        return self.cumulative[-1]
+
+
+def histogram_from_buckets(buckets: Iterable[tuple[float, float]]) -> Histogram | None:
+    """``(le, cumulative value)`` pairs, in any order, to a :class:`Histogram`.
+
+    ``None`` when the data cannot describe a distribution: no ``+Inf`` bucket (the
+    total is unknown), duplicate bounds, or any NaN/infinite/negative value.
+    """
+    pairs = sorted(buckets, key=lambda p: p[0])
+    if not pairs or pairs[-1][0] != math.inf:
+        return None
+    bounds = tuple(le for le, _ in pairs)
+    if any(math.isnan(b) for b in bounds) or len(set(bounds)) != len(bounds):
+        return None
+    running = 0.0
+    cumulative: list[float] = []
+    for _, value in pairs:
+        v = non_negative(value)
+        if v is None:
+            return None
+        running = max(running, v)
+        cumulative.append(running)
+    return Histogram(bounds, tuple(cumulative))
+
+
+@dataclass(frozen=True)
+class Attainment:
+    """P(X <= threshold) read from a histogram, and whether reading it meant
+    interpolating across a wide bucket."""
+
+    fraction: float | None
+    coarse: bool
+
+
+def fraction_at_or_below(hist: Histogram, threshold: float) -> Attainment:
+    """P(X <= threshold), interpolating linearly inside the bucket that holds it.
+
+    Undefined (``None``) when the histogram counted nothing. A threshold above the
+    highest finite bound counts every observation in the +Inf bucket as a miss
+    (nothing is known about them) and is flagged coarse.
+    """
+    total = hist.total
+    if total <= 0 or not math.isfinite(threshold):
+        return Attainment(None, False)
+    if threshold < 0:
+        return Attainment(0.0, False)
+    lower, below = 0.0, 0.0
+    for i, upper in enumerate(hist.bounds):
+        cum = hist.cumulative[i]
+        if upper == math.inf:
+            return Attainment(_clip01(below / total), True)
+        if threshold <= upper:
+            if i == 0 and upper <= 0:
+                return Attainment(_clip01(cum / total), False)
+            on_bound = math.isclose(threshold, upper, rel_tol=_ON_BOUND_RTOL) or math.isclose(
+                threshold, lower, rel_tol=_ON_BOUND_RTOL
+            )
+            if math.isclose(threshold, upper, rel_tol=_ON_BOUND_RTOL):
+                inside = cum
+            else:
+                inside = below + (cum - below) * (threshold - lower) / (upper - lower)
+            coarse = not on_bound and (upper - lower) > COARSE_BUCKET_RELATIVE_WIDTH * threshold
+            return Attainment(_clip01(inside / total), coarse)
+        lower, below = upper, cum
+    return Attainment(None, False)  # unreachable: the last bound is +Inf
+
+
+def quantile(q: float, hist: Histogram) -> float | None:
+    """The q-quantile as Prometheus' ``histogram_quantile`` computes it.
+
+    A rank falling in the +Inf bucket gives the highest finite bound (as Prometheus
+    does); ``None`` for an empty histogram, one without finite buckets, or q outside [0, 1].
+    """
+    if not 0 <= q <= 1 or hist.total <= 0 or len(hist.bounds) < 2:
+        return None
+    rank = q * hist.total
+    finite_n = len(hist.bounds) - 1
+    idx = next((i for i in range(finite_n) if hist.cumulative[i] >= rank), finite_n)
+    if idx == finite_n:
+        return hist.bounds[finite_n - 1]
+    upper = hist.bounds[idx]
+    if idx == 0 and upper <= 0:
+        return upper
+    lower = 0.0 if idx == 0 else hist.bounds[idx - 1]
+    below = 0.0 if idx == 0 else hist.cumulative[idx - 1]
+    in_bucket = hist.cumulative[idx] - below
+    if in_bucket <= 0:
+        return upper
+    return lower + (upper - lower) * (rank - below) / in_bucket
+
+
+def frechet_bounds(a_ttft: float, a_itl: float) -> tuple[float, float]:
+    """Bounds on P(TTFT ok and ITL ok) from its two marginals, whatever their dependence
+    (Fréchet–Hoeffding): ``max(0, a + b - 1) <= A <= min(a, b)``."""
+    return max(0.0, a_ttft + a_itl - 1.0), min(a_ttft, a_itl)
+
+
+def effective_quality(score: float | None, floor: float) -> float | None:
+    """The quality weight q used in goodput: a score below the policy's floor counts as 0."""
+    s = unit_fraction(score)
+    if s is None:
+        return None
+    return 0.0 if s < floor else s
+
+
+def goodput_estimate(
+    a_ttft: float | None,
+    a_itl: float | None,
+    generation_tokens_per_s: float | None,
+    quality: float | None,
+) -> GoodputEstimate:
+    """DESIGN section 2: ``A ~ a_ttft * a_itl`` within the Fréchet bounds and
+    ``G ~ generation_tokens_per_s * A * q``.
+
+    Pass ``quality=1.0`` when the policy has no quality signal. With no generation at
+    all, G is exactly 0 (no token was delivered, good or not) even though A is then
+    undefined; otherwise any unknown input makes G unknown.
+    """
+    a = unit_fraction(a_ttft)
+    b = unit_fraction(a_itl)
+    attainment = lower = upper = None
+    if a is not None and b is not None:
+        attainment = a * b
+        lower, upper = frechet_bounds(a, b)
+    gen = non_negative(generation_tokens_per_s)
+    q = unit_fraction(quality)
+    goodput: float | None = None
+    if gen == 0.0:
+        goodput = 0.0
+    elif gen is not None and attainment is not None and q is not None:
+        goodput = gen * attainment * q
+    return GoodputEstimate(
+        attainment=attainment,
+        attainment_lower=lower,
+        attainment_upper=upper,
+        goodput_tokens_per_s=goodput,
+    )
+
+
+def counter_increase(samples: Sequence[tuple[float, float]]) -> float | None:
+    """Increase of a counter over ``(timestamp, value)`` samples, across resets.
+
+    A drop in value is a restart from zero, so the new value is the increase since
+    the reset (Prometheus' rule). No extrapolation to window edges. ``None`` with
+    fewer than two samples or any NaN/infinite/negative value.
+    """
+    if len(samples) < 2:
+        return None
+    ordered = sorted(samples, key=lambda s: s[0])
+    values = [non_negative(v) for _, v in ordered]
+    if any(v is None for v in values) or any(not math.isfinite(t) for t, _ in ordered):
+        return None
+    total = 0.0
+    prev = values[0]
+    for v in values[1:]:
+        assert v is not None and prev is not None
+        total += v - prev if v >= prev else v
+        prev = v
+    return total
+
+
+def counter_rate(samples: Sequence[tuple[float, float]]) -> float | None:
+    """Per-second rate of a counter over its samples (never negative across resets)."""
+    inc = counter_increase(samples)
+    if inc is None:
+        return None
+    ts = sorted(t for t, _ in samples)
+    span = ts[-1] - ts[0]
+    if span <= 0:
+        return None
+    return inc / span
+
+
+def _clip01(x: float) -> float:
+    return min(1.0, max(0.0, x))

@@ -1,0 +1,204 @@
+"""From a policy's ``metrics`` settings to the PromQL that reads each signal of each pool.
+
+Pure string building (no I/O), so the exact queries can be unit-tested and shown to
+a person (``goodput plan`` may print them).
+
+- **Selectors**: ``spec.metrics.selectors[role]`` is a label-matcher list
+  (``model_name="llama",pod=~"prefill-.*"``) inserted into every selector of that
+  pool's queries. Braces around it are tolerated. A role without a selector reads
+  every series of the preset's names.
+- **Window**: ``spec.metrics.window`` is the range of every ``rate()``; it is passed
+  to Prometheus in milliseconds so any duration the API accepts is valid PromQL.
+- **Overrides**: ``spec.metrics.overrides`` maps ``<signal>`` (every pool) or
+  ``<role>.<signal>`` (one pool, wins) to the user's own PromQL, in which
+  ``$selector`` and ``$window`` are replaced by the pool's matchers and the window.
+  A scalar signal's override must return one series; a ``ttft``/``itl`` override
+  must return per-``le`` bucket rates (like ``sum by (le) (rate(x_bucket[5m]))``).
+  The policy-wide key ``good_tokens_per_s`` is an exact good-token rate (tokens/s)
+  that replaces the estimate's G; quality comes from ``spec.quality.query``.
+  (The API accepts only bare signal names today; ``<role>.<signal>`` is honoured
+  if it ever allows them.)
+- **Disaggregated pools**: with both a prefill and a decode pool, TTFT is read at the
+  prefill pool and ITL at the decode pool (where each is produced); an aggregated
+  pool, or a lone pool, reads both. An explicit ``<role>.ttft``/``<role>.itl``
+  override reads that signal there anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from goodput.api.spec import Metrics, PoolRole, parse_duration
+from goodput.metrics.presets import (
+    CounterRate,
+    FleetSignal,
+    GaugeAgg,
+    HistogramOf,
+    RateRatio,
+    Signal,
+    Source,
+    series_names,
+    sources,
+)
+
+Kind = Literal["scalar", "ratio", "histogram"]
+HISTOGRAM_SIGNALS = frozenset({Signal.ttft, Signal.itl})
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One way to read a signal. ``queries`` keys by kind: scalar ``value``; ratio
+    ``num``/``den``; histogram ``buckets``/``sum``/``count``."""
+
+    kind: Kind
+    queries: dict[str, str]
+    series: tuple[str, ...] = ()  # raw series names whose freshness is checked
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SignalPlan:
+    key: str  # "decode.itl", as listed in Observation.missing
+    signal: Signal
+    alternatives: tuple[Alternative, ...]
+    override: bool = False
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    role: str
+    selector: str
+    signals: dict[Signal, SignalPlan]
+    freshness_query: str | None  # newest sample timestamp per raw series name (label "name")
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    pools: dict[str, PoolPlan]
+    fleet: dict[FleetSignal, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def normalize_selector(text: str | None) -> str:
+    s = (text or "").strip()
+    if s.startswith("{") and s.endswith("}"):
+        s = s[1:-1].strip()
+    return s.rstrip(",").strip()
+
+
+def window_literal(window: str) -> str:
+    """A spec duration ("1m", "1.5m", "500ms") as a PromQL range literal."""
+    return f"{round(parse_duration(window) * 1000)}ms"
+
+
+def selector(metric: str, matchers: str) -> str:
+    return f"{metric}{{{matchers}}}" if matchers else metric
+
+
+def _rate(metric: str, matchers: str, window: str) -> str:
+    return f"sum(rate({selector(metric, matchers)}[{window}]))"
+
+
+def queries_for(source: Source, matchers: str, window: str) -> Alternative:
+    """The PromQL of one preset source for one pool."""
+    series = series_names(source)
+    match source:
+        case CounterRate(metric):
+            return Alternative("scalar", {"value": _rate(metric, matchers, window)}, series, metric)
+        case GaugeAgg(metric, agg):
+            q = f"{agg}({selector(metric, matchers)})"
+            return Alternative("scalar", {"value": q}, series, metric)
+        case RateRatio(num, den):
+            qs = {"num": _rate(num, matchers, window), "den": _rate(den, matchers, window)}
+            return Alternative("ratio", qs, series, f"{num} / {den}")
+        case HistogramOf(base):
+            b = selector(f"{base}_bucket", matchers)
+            qs = {
+                "buckets": f"sum by (le) (rate({b}[{window}]))",
+                "sum": _rate(f"{base}_sum", matchers, window),
+                "count": _rate(f"{base}_count", matchers, window),
+            }
+            return Alternative("histogram", qs, series, base)
+
+
+def freshness_query(series: list[str], matchers: str) -> str | None:
+    """One query giving, per raw series name (label ``name``), the newest sample's
+    timestamp: ``timestamp()`` must wrap the selector itself to see sample times, and
+    drops the metric name, hence one labelled term per name joined with ``or``."""
+    if not series:
+        return None
+    terms = [
+        f'label_replace(max(timestamp({selector(s, matchers)})), "name", "{s}", "", "")'
+        for s in series
+    ]
+    return " or ".join(terms)
+
+
+def substitute(promql: str, matchers: str, window: str) -> str:
+    return promql.replace("$selector", matchers).replace("$window", window)
+
+
+def applicable(signal: Signal, role: str, roles: set[str]) -> bool:
+    disaggregated = {PoolRole.prefill.value, PoolRole.decode.value} <= roles
+    if not disaggregated:
+        return True
+    if signal is Signal.itl and role == PoolRole.prefill.value:
+        return False
+    return not (signal is Signal.ttft and role == PoolRole.decode.value)
+
+
+def override_errors(metrics: Metrics) -> list[str]:
+    """Override keys that name no signal (for the operator's InvalidPolicy message)."""
+    roles = {r.value for r in PoolRole}
+    names = {s.value for s in Signal}
+    fleet = {FleetSignal.good_tokens_per_s.value}
+    errors = []
+    for key in metrics.overrides:
+        role, _, sig = key.rpartition(".")
+        if (role and (role not in roles or sig not in names)) or (
+            not role and sig not in names | fleet
+        ):
+            errors.append(
+                f"metrics.overrides[{key!r}]: expected <signal> or <role>.<signal> with "
+                f"signal in {sorted(names)} or one of {sorted(fleet)}"
+            )
+    return errors
+
+
+def build_plan(metrics: Metrics, roles: list[str], quality_query: str | None = None) -> QueryPlan:
+    """Every query one observation needs, for the given pool roles."""
+    window = window_literal(metrics.window)
+    role_set = set(roles)
+    pools: dict[str, PoolPlan] = {}
+    for role in roles:
+        matchers = normalize_selector(metrics.selectors.get(role))
+        signals: dict[Signal, SignalPlan] = {}
+        fresh: list[str] = []
+        for signal in Signal:
+            key = f"{role}.{signal.value}"
+            override = metrics.overrides.get(key)
+            if override is None and applicable(signal, role, role_set):
+                override = metrics.overrides.get(signal.value)
+            if override is not None:
+                q = substitute(override, matchers, window)
+                kind: Kind = "histogram" if signal in HISTOGRAM_SIGNALS else "scalar"
+                qs = {"buckets": q} if kind == "histogram" else {"value": q}
+                alt = Alternative(kind, qs, (), f"override {q}")
+                signals[signal] = SignalPlan(key, signal, (alt,), override=True)
+                continue
+            preset_sources = sources(metrics.preset, signal)
+            if not applicable(signal, role, role_set) or not preset_sources:
+                continue
+            alts = tuple(queries_for(s, matchers, window) for s in preset_sources)
+            signals[signal] = SignalPlan(key, signal, alts)
+            for alt in alts:
+                fresh.extend(n for n in alt.series if n not in fresh)
+        pools[role] = PoolPlan(role, matchers, signals, freshness_query(fresh, matchers))
+    fleet: dict[FleetSignal, str] = {}
+    if quality_query:
+        fleet[FleetSignal.quality] = substitute(quality_query, "", window)
+    good = metrics.overrides.get(FleetSignal.good_tokens_per_s.value)
+    if good:
+        fleet[FleetSignal.good_tokens_per_s] = substitute(good, "", window)
+    return QueryPlan(pools, fleet, tuple(override_errors(metrics)))

@@ -1,0 +1,392 @@
+"""``PrometheusObservationSource``: one policy's signals, read from Prometheus, as one
+typed, timestamped :class:`~goodput.observation.Observation`.
+
+How a signal is read, per pool (see :mod:`goodput.metrics.promql` for the queries):
+
+1. One *freshness* query gives, for every raw series the preset may read, the
+   timestamp of its newest sample (``timestamp()`` of the selector itself).
+2. The signal's first alternative whose series all exist **and** are fresh (newest
+   sample no older than ``spec.metrics.maxStaleness`` before ``now``) is read; older
+   names are thus fallbacks. Exists but too old: the signal is *stale*.
+3. Counters and histograms go through ``rate()`` over ``spec.metrics.window``
+   (which already copes with counter resets); histogram bucket rates are fetched
+   ``sum by (le)`` and the SLO attainment interpolated client-side.
+
+What comes out (documented in docs/metrics.md too):
+
+- **Missing** (``None`` and listed in ``Observation.missing`` as ``<role>.<signal>``,
+  with the reason in ``notes``): the query failed, the series are absent, the samples
+  are stale (also listed in ``Observation.stale``), or the value is garbage (NaN,
+  ±Inf, negative, a fraction outside [0, 1], a histogram without ``+Inf`` bucket).
+  Never zero.
+- **Zero traffic** (series present, counters flat): rates are ``0.0``, gauges read
+  as exported, generation is 0 so estimated goodput is ``0.0``; ratios that need a
+  request (mean tokens, prefix-hit rate) and the latency figures (attainment,
+  quantiles, mean) are ``None`` *without* being listed as missing - a note says
+  "undefined: no requests in window" - so the planner can scale down rather than hold.
+- **Prometheus unreachable**: every signal missing, ``Observation.unreachable`` set.
+- Nothing raises: any unexpected error yields an all-missing observation with a note.
+
+``PoolObservation.ready_replicas`` is read only when a ``ready_replicas`` override
+gives its PromQL; otherwise it stays ``None`` (not missing) and the operator fills
+it from the /scale subresource (``observation.pools[role].model_copy(update=...)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from goodput.api.spec import GoodputPolicySpec, PoolRole, parse_duration
+from goodput.metrics.client import QueryError, Sample
+from goodput.metrics.math import (
+    effective_quality,
+    fraction_at_or_below,
+    goodput_estimate,
+    histogram_from_buckets,
+    non_negative,
+    quantile,
+    safe_ratio,
+    unit_fraction,
+)
+from goodput.metrics.presets import FleetSignal, Signal
+from goodput.metrics.promql import Alternative, PoolPlan, QueryPlan, SignalPlan, build_plan
+from goodput.observation import GoodputEstimate, LatencySummary, Observation, PoolObservation
+
+log = logging.getLogger(__name__)
+
+UNDEFINED_NO_REQUESTS = "undefined: no requests in window"
+_FRACTION_SIGNALS = frozenset({Signal.kv_cache_usage, Signal.prefix_cache_hit_rate})
+# Which pool's figure feeds the fleet estimate, by preference of role present in the spec.
+_TTFT_ROLES = (PoolRole.prefill, PoolRole.aggregated, PoolRole.decode)
+_ITL_ROLES = (PoolRole.decode, PoolRole.aggregated, PoolRole.prefill)
+
+
+class Querier(Protocol):
+    async def query(
+        self, promql: str, at: float, *, deadline: float | None = None
+    ) -> list[Sample]: ...
+
+
+@dataclass
+class _Read:
+    """Outcome of reading one signal: a value, undefined (None, not missing) or missing."""
+
+    value: Any = None
+    missing: bool = False
+    stale: bool = False
+    note: str | None = None
+
+
+class _Missing(Exception):
+    def __init__(self, note: str, *, stale: bool = False) -> None:
+        super().__init__(note)
+        self.stale = stale
+
+
+@dataclass
+class _PoolResult:
+    obs: PoolObservation
+    missing: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    unreachable: bool = False
+
+
+class PrometheusObservationSource:
+    """ObservationSource (goodput.ports) reading one policy's signals from Prometheus.
+
+    ``client`` is a :class:`~goodput.metrics.client.PrometheusClient` (or anything with
+    its async ``query``). ``deadline_s`` bounds one whole observation; ``concurrency``
+    bounds the queries in flight.
+    """
+
+    def __init__(
+        self,
+        spec: GoodputPolicySpec,
+        client: Querier,
+        *,
+        concurrency: int = 8,
+        deadline_s: float = 20.0,
+    ) -> None:
+        self.spec = spec
+        self.client = client
+        self.concurrency = concurrency
+        self.deadline_s = deadline_s
+        self.roles = [p.role.value for p in spec.pools]
+        self.plan: QueryPlan = build_plan(spec.metrics, self.roles, spec.quality.query)
+        self.max_staleness_s = parse_duration(spec.metrics.max_staleness)
+        self.thresholds = {Signal.ttft: spec.slo.ttft_seconds, Signal.itl: spec.slo.itl_seconds}
+
+    async def observe(self, now: float) -> Observation:
+        try:
+            return await _Observer(self, now).run()
+        except Exception as e:  # the control loop must always get an observation
+            log.exception("observation failed")
+            return self._all_missing(now, f"internal error while observing: {e!r}")
+
+    def _all_missing(self, now: float, note: str) -> Observation:
+        missing = [s.key for p in self.plan.pools.values() for s in p.signals.values()]
+        missing += [f.value for f in self.plan.fleet]
+        return Observation(
+            timestamp=now,
+            pools={r: PoolObservation(role=r) for r in self.roles},
+            missing=missing,
+            notes=[note],
+        )
+
+
+class _Observer:
+    """The state of one observation (its clock, deadline and query budget)."""
+
+    def __init__(self, source: PrometheusObservationSource, now: float) -> None:
+        self.src = source
+        self.now = now
+        self.deadline = time.monotonic() + source.deadline_s
+        self.sem = asyncio.Semaphore(source.concurrency)
+
+    async def q(self, promql: str) -> list[Sample]:
+        async with self.sem:
+            return await self.src.client.query(promql, self.now, deadline=self.deadline)
+
+    async def run(self) -> Observation:
+        pools = self.src.plan.pools
+        results = await asyncio.gather(*(self.pool(p) for p in pools.values()))
+        by_role = dict(zip(pools, results, strict=True))
+        missing = [k for r in results for k in r.missing]
+        stale = [k for r in results for k in r.stale]
+        notes = [n for r in results for n in r.notes] + list(self.src.plan.notes)
+        unreachable = bool(results) and all(r.unreachable for r in results)
+
+        fleet: dict[FleetSignal, float | None] = {}
+        for f, promql in self.src.plan.fleet.items():
+            if unreachable:
+                fleet[f] = None
+                missing.append(f.value)
+                continue
+            read = await self.fleet_value(f, promql)
+            fleet[f] = read.value
+            if read.missing:
+                missing.append(f.value)
+                if read.stale:
+                    stale.append(f.value)
+            if read.note:
+                notes.append(f"{f.value}: {read.note}")
+
+        estimate = self.estimate({r: p.obs for r, p in by_role.items()}, fleet)
+        return Observation(
+            timestamp=self.now,
+            pools={r: p.obs for r, p in by_role.items()},
+            quality=fleet.get(FleetSignal.quality),
+            estimate=estimate,
+            missing=missing,
+            stale=stale,
+            notes=notes,
+            unreachable=unreachable,
+        )
+
+    # ---- one pool -------------------------------------------------------------------
+
+    async def pool(self, plan: PoolPlan) -> _PoolResult:
+        freshness: dict[str, float] | None = None
+        res = _PoolResult(PoolObservation(role=plan.role))
+        if plan.freshness_query is not None:
+            try:
+                samples = await self.q(plan.freshness_query)
+                freshness = {
+                    s.labels.get("name", ""): s.value for s in samples if math.isfinite(s.value)
+                }
+            except QueryError as e:
+                if e.transient:
+                    res.unreachable = True
+                    res.missing = [s.key for s in plan.signals.values()]
+                    res.notes.append(f"{plan.role}: Prometheus unreachable: {e}")
+                    return res
+                res.notes.append(f"{plan.role}: freshness query refused ({e}); reading blind")
+        reads = await asyncio.gather(*(self.signal(s, freshness) for s in plan.signals.values()))
+        values: dict[str, Any] = {}
+        for sp, read in zip(plan.signals.values(), reads, strict=True):
+            values[sp.signal.value] = read.value
+            if read.missing:
+                res.missing.append(sp.key)
+                if read.stale:
+                    res.stale.append(sp.key)
+            if read.note:
+                res.notes.append(f"{sp.key}: {read.note}")
+        res.obs = PoolObservation(role=plan.role, **values)
+        return res
+
+    async def signal(self, plan: SignalPlan, freshness: dict[str, float] | None) -> _Read:
+        try:
+            if plan.override or freshness is None:
+                return await self.first_with_data(plan)
+            alt, index = self.choose(plan, freshness)
+            read = await self.evaluate(plan.signal, alt)
+            if index > 0 and read.note is None and not read.missing:
+                read.note = f"read fallback {alt.description}"
+            return read
+        except _Missing as m:
+            return _Read(missing=True, stale=m.stale, note=str(m))
+        except QueryError as e:
+            return _Read(missing=True, note=f"query failed: {e}")
+
+    def choose(self, plan: SignalPlan, freshness: dict[str, float]) -> tuple[Alternative, int]:
+        present = [
+            (i, a) for i, a in enumerate(plan.alternatives) if all(n in freshness for n in a.series)
+        ]
+        if not present:
+            names = ", ".join(a.description for a in plan.alternatives) or "none configured"
+            raise _Missing(f"absent: no series for {names}")
+        oldest_ok = self.now - self.src.max_staleness_s
+        for i, alt in present:
+            if min(freshness[n] for n in alt.series) >= oldest_ok:
+                return alt, i
+        _, alt = present[0]
+        age = self.now - min(freshness[n] for n in alt.series)
+        raise _Missing(
+            f"stale: newest sample of {alt.description} is {age:.0f}s old "
+            f"(maxStaleness {self.src.max_staleness_s:g}s)",
+            stale=True,
+        )
+
+    async def first_with_data(self, plan: SignalPlan) -> _Read:
+        """Without freshness data (overrides, or a refused freshness query): the first
+        alternative that returns anything."""
+        last: _Missing | None = None
+        for alt in plan.alternatives:
+            try:
+                return await self.evaluate(plan.signal, alt)
+            except _Missing as m:
+                last = m
+        raise last or _Missing("absent: nothing to query")
+
+    # ---- evaluation -----------------------------------------------------------------
+
+    async def one_value(self, promql: str) -> float:
+        samples = await self.q(promql)
+        if not samples:
+            raise _Missing("absent: query returned no series")
+        if len(samples) > 1:
+            raise _Missing(f"ambiguous: {len(samples)} series where one was expected")
+        s = samples[0]
+        if s.timestamp < self.now - self.src.max_staleness_s:
+            raise _Missing(f"stale: sample at {s.timestamp:.0f}", stale=True)
+        return s.value
+
+    async def evaluate(self, signal: Signal, alt: Alternative) -> _Read:
+        if alt.kind == "histogram":
+            return await self.latency(signal, alt)
+        if alt.kind == "ratio":
+            num, den = await asyncio.gather(
+                self.one_value(alt.queries["num"]), self.one_value(alt.queries["den"])
+            )
+            n, d = non_negative(num), non_negative(den)
+            if n is None or d is None:
+                raise _Missing(f"garbage: {alt.description} = {num!r} / {den!r}")
+            if d == 0:
+                if n == 0:
+                    return _Read(None, note=UNDEFINED_NO_REQUESTS)
+                raise _Missing(f"garbage: {alt.description} = {num!r} / 0")
+            value: float | None = safe_ratio(n, d)
+        else:
+            raw = await self.one_value(alt.queries["value"])
+            value = non_negative(raw)
+            if value is None:
+                raise _Missing(f"garbage: {alt.description} = {raw!r}")
+        if signal in _FRACTION_SIGNALS:
+            fraction = unit_fraction(value)
+            if fraction is None:
+                raise _Missing(
+                    f"garbage: {alt.description} = {value!r} is not a fraction in [0, 1]"
+                )
+            value = fraction
+        if signal is Signal.ready_replicas and value is not None:
+            return _Read(round(value))
+        return _Read(value)
+
+    async def latency(self, signal: Signal, alt: Alternative) -> _Read:
+        samples = await self.q(alt.queries["buckets"])
+        if not samples:
+            raise _Missing("absent: no histogram buckets in window")
+        pairs = []
+        for s in samples:
+            le = s.labels.get("le")
+            try:
+                bound = float(le) if le is not None else math.nan
+            except ValueError:
+                bound = math.nan
+            if math.isnan(bound):
+                raise _Missing("garbage: bucket series without a numeric le label")
+            pairs.append((bound, s.value))
+        hist = histogram_from_buckets(pairs)
+        if hist is None:
+            raise _Missing(
+                f"garbage: {alt.description} buckets are not a histogram (NaN, negative or no +Inf)"
+            )
+        if hist.total == 0:
+            return _Read(LatencySummary(), note=UNDEFINED_NO_REQUESTS)
+        att = fraction_at_or_below(hist, self.src.thresholds[signal])
+        mean: float | None = None
+        if "sum" in alt.queries and "count" in alt.queries:
+            try:
+                total, count = await asyncio.gather(
+                    self.one_value(alt.queries["sum"]), self.one_value(alt.queries["count"])
+                )
+                mean = safe_ratio(total, count)
+            except (_Missing, QueryError):
+                mean = None
+        summary = LatencySummary(
+            attainment=att.fraction,
+            p50_s=quantile(0.5, hist),
+            p90_s=quantile(0.9, hist),
+            p99_s=quantile(0.99, hist),
+            mean_s=mean,
+            threshold_between_coarse_buckets=att.coarse,
+        )
+        return _Read(summary)
+
+    async def fleet_value(self, f: FleetSignal, promql: str) -> _Read:
+        try:
+            raw = await self.one_value(promql)
+        except _Missing as m:
+            return _Read(missing=True, stale=m.stale, note=str(m))
+        except QueryError as e:
+            return _Read(missing=True, note=f"query failed: {e}")
+        v = unit_fraction(raw) if f is FleetSignal.quality else non_negative(raw)
+        if v is None:
+            return _Read(missing=True, note=f"garbage: {raw!r}")
+        return _Read(v)
+
+    # ---- fleet estimate -------------------------------------------------------------
+
+    def estimate(
+        self, pools: dict[str, PoolObservation], fleet: dict[FleetSignal, float | None]
+    ) -> GoodputEstimate:
+        ttft_pool = _first_role(pools, _TTFT_ROLES)
+        itl_pool = _first_role(pools, _ITL_ROLES)
+        a_ttft = ttft_pool.ttft.attainment if ttft_pool and ttft_pool.ttft else None
+        a_itl = itl_pool.itl.attainment if itl_pool and itl_pool.itl else None
+        gen = itl_pool.generation_tokens_per_s if itl_pool else None
+        if FleetSignal.quality in self.src.plan.fleet:
+            q = effective_quality(fleet.get(FleetSignal.quality), self.src.spec.quality.floor)
+        else:
+            q = 1.0  # no quality signal configured: every on-time token is good
+        est = goodput_estimate(a_ttft, a_itl, gen, q)
+        if FleetSignal.good_tokens_per_s in self.src.plan.fleet:
+            good = fleet.get(FleetSignal.good_tokens_per_s)
+            g = good * q if good is not None and q is not None else None
+            est = est.model_copy(update={"goodput_tokens_per_s": g})
+        return est
+
+
+def _first_role(
+    pools: dict[str, PoolObservation], order: tuple[PoolRole, ...]
+) -> PoolObservation | None:
+    for role in order:
+        if role.value in pools:
+            return pools[role.value]
+    return None

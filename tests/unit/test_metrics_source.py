@@ -1,0 +1,324 @@
+"""PrometheusObservationSource against a scripted Prometheus: the documented result of
+every good and bad data case, without a server (the integration tests use a real one)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from typing import Any
+
+import pytest
+
+from goodput.api.spec import GoodputPolicySpec
+from goodput.metrics.client import QueryError, Sample
+from goodput.metrics.source import UNDEFINED_NO_REQUESTS, PrometheusObservationSource
+from goodput.observation import LatencySummary, Observation
+
+NOW = 1_000_000.0
+INF = math.inf
+_NAME = re.compile(r"([a-zA-Z_:][\w:]*)(?=[{\[)])")
+
+# 100 TTFT observations per second: 70 <= 0.5 s (the SLO), see test_metrics_math.
+TTFT = [(0.1, 10.0), (0.25, 30.0), (0.5, 70.0), (1.0, 90.0), (INF, 100.0)]
+# ITL: 80 of 100 <= 0.05 s (the SLO).
+ITL = [(0.025, 50.0), (0.05, 80.0), (0.075, 95.0), (INF, 100.0)]
+
+
+class FakeProm:
+    """Answers by the first metric name in the query; the freshness query from ``fresh``
+    (series name -> newest sample timestamp)."""
+
+    def __init__(self, fresh: dict[str, float], values: dict[str, Any]) -> None:
+        self.fresh = fresh
+        self.values = values
+        self.calls: list[str] = []
+
+    async def query(self, promql: str, at: float, *, deadline: float | None = None) -> list[Sample]:
+        self.calls.append(promql)
+        assert at == NOW
+        if promql.startswith("label_replace("):
+            names = re.findall(r'"name", "([^"]+)"', promql)
+            return [Sample({"name": n}, at, self.fresh[n]) for n in names if n in self.fresh]
+        names = [n for n in _NAME.findall(promql) if n != "le"]
+        assert names, promql
+        v = self.values.get(names[0])
+        if isinstance(v, Exception):
+            raise v
+        if v is None:
+            return []
+        if isinstance(v, list):
+            return [Sample({"le": "+Inf" if le == INF else str(le)}, at, c) for le, c in v]
+        return [Sample({}, at, float(v))]
+
+
+def hist_values(base: str, buckets: list[tuple[float, float]], mean: float) -> dict[str, Any]:
+    count = buckets[-1][1]
+    return {f"{base}_bucket": buckets, f"{base}_count": count, f"{base}_sum": mean * count}
+
+
+def healthy_values(scale: float = 1.0) -> dict[str, Any]:
+    v: dict[str, Any] = {
+        "vllm:request_success_total": 2.0 * scale,
+        "vllm:prompt_tokens_total": 2000.0 * scale,
+        "vllm:generation_tokens_total": 400.0 * scale,
+        "vllm:num_requests_running": 5.0,
+        "vllm:num_requests_waiting": 1.0,
+        "vllm:kv_cache_usage_perc": 0.5,
+        "vllm:prefix_cache_hits_total": 30.0 * scale,
+        "vllm:prefix_cache_queries_total": 100.0 * scale,
+    }
+    v |= hist_values("vllm:request_prompt_tokens", [(INF, 2.0 * scale)], 1000.0)
+    v |= hist_values("vllm:request_generation_tokens", [(INF, 2.0 * scale)], 200.0)
+    v |= hist_values("vllm:time_to_first_token_seconds", [(le, c * scale) for le, c in TTFT], 0.4)
+    v |= hist_values("vllm:inter_token_latency_seconds", [(le, c * scale) for le, c in ITL], 0.04)
+    return v
+
+
+def fresh_for(values: dict[str, Any], age: float = 1.0) -> dict[str, float]:
+    return {name: NOW - age for name in values}
+
+
+def spec(roles: tuple[str, ...] = ("aggregated",), **extra: Any) -> GoodputPolicySpec:
+    doc: dict[str, Any] = {
+        "gpuBudget": 8,
+        "pools": [{"role": r, "targetRef": {"name": r}, "maxReplicas": 4} for r in roles],
+        "slo": {"ttft": "500ms", "itl": "50ms"},
+        "metrics": {"window": "1m", "maxStaleness": "2m"},
+    }
+    for k, v in extra.items():
+        doc[k] = doc.get(k, {}) | v if isinstance(v, dict) else v
+    return GoodputPolicySpec.model_validate(doc)
+
+
+def observe(s: GoodputPolicySpec, prom: Any) -> Observation:
+    return asyncio.run(PrometheusObservationSource(s, prom).observe(NOW))
+
+
+def test_healthy_fleet() -> None:
+    values = healthy_values()
+    obs = observe(spec(), FakeProm(fresh_for(values), values))
+    p = obs.pools["aggregated"]
+    assert obs.missing == [] and obs.stale == [] and not obs.unreachable
+    assert obs.timestamp == NOW
+    assert p.arrival_rate_rps == 2.0
+    assert p.mean_input_tokens == pytest.approx(1000.0)
+    assert p.mean_output_tokens == pytest.approx(200.0)
+    assert p.prompt_tokens_per_s == 2000.0
+    assert p.generation_tokens_per_s == 400.0
+    assert p.running_requests == 5.0 and p.waiting_requests == 1.0
+    assert p.kv_cache_usage == 0.5
+    assert p.prefix_cache_hit_rate == pytest.approx(0.3)
+    assert p.ttft is not None and p.itl is not None
+    assert p.ttft.attainment == pytest.approx(0.7)
+    assert p.ttft.p50_s == pytest.approx(0.375)
+    assert p.ttft.mean_s == pytest.approx(0.4)
+    assert p.itl.attainment == pytest.approx(0.8)
+    assert p.ttft.threshold_between_coarse_buckets is False
+    # A = 0.7 * 0.8; bounds [0.7 + 0.8 - 1, min] ; G = 400 * 0.56 * q(=1).
+    assert obs.estimate.attainment == pytest.approx(0.56)
+    assert obs.estimate.attainment_lower == pytest.approx(0.5)
+    assert obs.estimate.attainment_upper == pytest.approx(0.7)
+    assert obs.estimate.goodput_tokens_per_s == pytest.approx(224.0)
+    # ITL came from the second vLLM name (the per-request TPOT histogram is absent).
+    assert any("aggregated.itl: read fallback" in n for n in obs.notes)
+
+
+def test_zero_traffic_is_zero_demand_not_missing() -> None:
+    values = healthy_values(scale=0.0)
+    values["vllm:num_requests_running"] = 0.0
+    values["vllm:num_requests_waiting"] = 0.0
+    obs = observe(spec(), FakeProm(fresh_for(values), values))
+    p = obs.pools["aggregated"]
+    assert obs.missing == []
+    assert p.arrival_rate_rps == 0.0
+    assert p.generation_tokens_per_s == 0.0 and p.prompt_tokens_per_s == 0.0
+    assert p.running_requests == 0.0
+    assert p.mean_input_tokens is None and p.prefix_cache_hit_rate is None  # 0/0: undefined
+    assert p.ttft == LatencySummary()  # present, nothing to summarise
+    assert obs.estimate.goodput_tokens_per_s == 0.0
+    assert obs.estimate.attainment is None
+    assert f"aggregated.mean_input_tokens: {UNDEFINED_NO_REQUESTS}" in obs.notes
+
+
+def test_stale_series_are_missing_and_listed_stale() -> None:
+    values = healthy_values()
+    fresh = fresh_for(values)
+    fresh["vllm:kv_cache_usage_perc"] = NOW - 121.0  # maxStaleness is 2m
+    obs = observe(spec(), FakeProm(fresh, values))
+    assert obs.pools["aggregated"].kv_cache_usage is None
+    assert obs.missing == ["aggregated.kv_cache_usage"]
+    assert obs.stale == ["aggregated.kv_cache_usage"]
+    assert any(
+        "stale: newest sample of vllm:kv_cache_usage_perc is 121s old" in n for n in obs.notes
+    )
+
+
+def test_stale_new_name_falls_back_to_fresh_old_name() -> None:
+    values = healthy_values() | {"vllm:gpu_cache_usage_perc": 0.25}
+    fresh = fresh_for(values)
+    fresh["vllm:kv_cache_usage_perc"] = NOW - 500.0
+    obs = observe(spec(), FakeProm(fresh, values))
+    assert obs.pools["aggregated"].kv_cache_usage == 0.25
+    assert obs.missing == []
+
+
+def test_absent_series_are_missing_never_zero() -> None:
+    values = healthy_values()
+    for name in ["vllm:kv_cache_usage_perc", "vllm:inter_token_latency_seconds_bucket"]:
+        del values[name]
+    obs = observe(spec(), FakeProm(fresh_for(values), values))
+    p = obs.pools["aggregated"]
+    assert p.kv_cache_usage is None and p.itl is None
+    assert sorted(obs.missing) == ["aggregated.itl", "aggregated.kv_cache_usage"]
+    assert obs.stale == []
+    assert obs.estimate.attainment is None and obs.estimate.goodput_tokens_per_s is None
+
+
+def test_old_vllm_names_are_read_as_fallbacks() -> None:
+    values = healthy_values()
+    values["vllm:gpu_cache_usage_perc"] = values.pop("vllm:kv_cache_usage_perc")
+    values["vllm:gpu_prefix_cache_hits_total"] = values.pop("vllm:prefix_cache_hits_total")
+    values["vllm:gpu_prefix_cache_queries_total"] = values.pop("vllm:prefix_cache_queries_total")
+    for suffix in ("_bucket", "_count", "_sum"):
+        old = "vllm:time_per_output_token_seconds" + suffix
+        values[old] = values.pop("vllm:inter_token_latency_seconds" + suffix)
+    obs = observe(spec(), FakeProm(fresh_for(values), values))
+    p = obs.pools["aggregated"]
+    assert obs.missing == []
+    assert p.kv_cache_usage == 0.5
+    assert p.prefix_cache_hit_rate == pytest.approx(0.3)
+    assert p.itl is not None and p.itl.attainment == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "key"),
+    [
+        ("vllm:kv_cache_usage_perc", 7.5, "kv_cache_usage"),  # a percentage, not a fraction
+        ("vllm:num_requests_running", -3.0, "running_requests"),
+        ("vllm:num_requests_waiting", math.nan, "waiting_requests"),
+        ("vllm:request_success_total", math.inf, "arrival_rate_rps"),
+        ("vllm:time_to_first_token_seconds_bucket", [(0.5, math.nan), (INF, 3.0)], "ttft"),
+        ("vllm:time_to_first_token_seconds_bucket", [(0.5, 1.0), (1.0, 2.0)], "ttft"),  # no +Inf
+        ("vllm:prefix_cache_queries_total", 0.0, "prefix_cache_hit_rate"),  # 30 hits / 0 queries
+    ],
+)
+def test_garbage_is_missing(name: str, value: Any, key: str) -> None:
+    values = healthy_values() | {name: value}
+    obs = observe(spec(), FakeProm(fresh_for(values), values))
+    assert getattr(obs.pools["aggregated"], key) is None
+    assert obs.missing == [f"aggregated.{key}"]
+    assert any(n.startswith(f"aggregated.{key}: garbage") for n in obs.notes)
+
+
+def test_failed_query_makes_that_signal_missing() -> None:
+    values = healthy_values()
+    values["vllm:num_requests_waiting"] = QueryError(
+        "HTTP Status Code 400 (bad_data)", transient=False
+    )
+    obs = observe(spec(), FakeProm(fresh_for(values), values))
+    assert obs.pools["aggregated"].waiting_requests is None
+    assert obs.missing == ["aggregated.waiting_requests"]
+    assert obs.pools["aggregated"].running_requests == 5.0
+
+
+class Down:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def query(self, promql: str, at: float, *, deadline: float | None = None) -> list[Sample]:
+        raise self.error
+
+
+def test_unreachable_prometheus_gives_all_missing() -> None:
+    s = spec(("prefill", "decode"), quality={"query": "avg(quality_score)"})
+    obs = observe(s, Down(QueryError("ConnectionError: refused", transient=True)))
+    assert obs.unreachable
+    assert (
+        "prefill.ttft" in obs.missing and "decode.itl" in obs.missing and "quality" in obs.missing
+    )
+    assert all(v is None for v in obs.pools["decode"].model_dump(exclude={"role"}).values())
+    assert obs.estimate.goodput_tokens_per_s is None
+
+
+def test_unexpected_error_never_escapes() -> None:
+    obs = observe(spec(), Down(RuntimeError("boom")))
+    assert obs.pools["aggregated"].arrival_rate_rps is None
+    assert "aggregated.arrival_rate_rps" in obs.missing
+    assert any("internal error" in n for n in obs.notes)
+
+
+def disaggregated_values() -> tuple[dict[str, float], dict[str, Any]]:
+    return fresh_for(healthy_values()), healthy_values()
+
+
+class PoolAware(FakeProm):
+    """Prefill and decode pools answer differently (selected by the pool label)."""
+
+    def __init__(self, per_pool: dict[str, dict[str, Any]]) -> None:
+        super().__init__({}, {})
+        self.per_pool = per_pool
+
+    async def query(self, promql: str, at: float, *, deadline: float | None = None) -> list[Sample]:
+        pool = re.search(r'pool="(\w+)"', promql)
+        assert pool, f"selector not inserted: {promql}"
+        self.values = self.per_pool[pool.group(1)]
+        self.fresh = fresh_for(self.values)
+        return await super().query(promql, at, deadline=deadline)
+
+
+def test_disaggregated_estimate_takes_ttft_from_prefill_and_itl_from_decode() -> None:
+    prefill = healthy_values()
+    decode = healthy_values()
+    # Decode's own TTFT histogram would say 10%: it must not be used (and is not queried).
+    decode["vllm:time_to_first_token_seconds_bucket"] = [(0.5, 10.0), (INF, 100.0)]
+    prefill["vllm:inter_token_latency_seconds_bucket"] = [(0.05, 1.0), (INF, 100.0)]
+    decode["vllm:generation_tokens_total"] = 1000.0
+    prom = PoolAware({"p": prefill, "d": decode})
+    s = spec(
+        ("prefill", "decode"), metrics={"selectors": {"prefill": 'pool="p"', "decode": 'pool="d"'}}
+    )
+    obs = observe(s, prom)
+    assert obs.missing == []
+    assert obs.pools["prefill"].itl is None and obs.pools["decode"].ttft is None
+    assert obs.estimate.attainment == pytest.approx(0.7 * 0.8)
+    assert obs.estimate.goodput_tokens_per_s == pytest.approx(1000.0 * 0.56)
+
+
+def test_quality_weights_goodput_and_floor_zeroes_it() -> None:
+    values = healthy_values() | {"quality_score": 0.5}
+    prom = FakeProm(fresh_for(values), values)
+    obs = observe(spec(quality={"query": "avg(quality_score{})"}), prom)
+    assert obs.quality == 0.5
+    assert obs.estimate.goodput_tokens_per_s == pytest.approx(224.0 * 0.5)
+    floored = observe(spec(quality={"query": "avg(quality_score{})", "floor": 0.6}), prom)
+    assert floored.quality == 0.5
+    assert floored.estimate.goodput_tokens_per_s == 0.0
+
+
+def test_missing_quality_makes_goodput_unknown() -> None:
+    values = healthy_values()
+    obs = observe(
+        spec(quality={"query": "avg(quality_score{})"}), FakeProm(fresh_for(values), values)
+    )
+    assert obs.quality is None and "quality" in obs.missing
+    assert obs.estimate.goodput_tokens_per_s is None
+    assert obs.estimate.attainment == pytest.approx(0.56)
+
+
+def test_overrides_replace_preset_queries() -> None:
+    values = healthy_values() | {"my_kv": 0.9, "good_tokens_total": 300.0, "kube_ready": 3.0}
+    overrides = {
+        "kv_cache_usage": "max(my_kv{$selector})",
+        "good_tokens_per_s": "sum(rate(good_tokens_total{}[$window]))",
+        "ready_replicas": "sum(kube_ready{$selector})",
+    }
+    s = spec(metrics={"overrides": overrides, "selectors": {"aggregated": 'job="x"'}})
+    prom = FakeProm(fresh_for(healthy_values()), values)
+    obs = observe(s, prom)
+    assert obs.pools["aggregated"].kv_cache_usage == 0.9
+    assert obs.pools["aggregated"].ready_replicas == 3
+    assert obs.estimate.goodput_tokens_per_s == 300.0  # exact counter replaces the estimate
+    assert obs.estimate.attainment == pytest.approx(0.56)
+    assert 'max(my_kv{job="x"})' in prom.calls
+    assert "sum(rate(good_tokens_total{}[60000ms]))" in prom.calls
