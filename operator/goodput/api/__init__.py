@@ -4,6 +4,7 @@ from goodput.api.spec import (
     GROUP,
     KIND,
     PLURAL,
+    SLO,
     VERSION,
     Behavior,
     GoodputPolicy,
@@ -14,7 +15,6 @@ from goodput.api.spec import (
     Pool,
     PoolRole,
     Quality,
-    SLO,
     parse_duration,
 )
 

@@ -1,0 +1,289 @@
+"""Pydantic models of the GoodputPolicy status, written by the operator.
+
+Every field the operator writes is declared here: the API server prunes undeclared
+status fields silently. The status schema is deliberately loose (types, no bounds, no
+enums on free-form reasons) so that a status patch is never refused: a refused patch
+would hide the very state a user needs to see.
+
+State that must survive an operator restart (last scale times, the recommendations
+inside the stabilization window) lives here too, not only in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, WithJsonSchema
+
+from goodput.api._base import ApiModel
+from goodput.reasons import Reason
+
+# metav1.Condition's reason rule; the pydantic side is stricter (the Reason enum).
+_REASON_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 1024,
+    "pattern": r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+}
+ReasonCode = Annotated[Reason, WithJsonSchema(_REASON_SCHEMA)]
+
+MAX_RECOMMENDATIONS = 512  # 2 h of history at a 15 s interval, more than any window
+
+
+class ConditionType(StrEnum):
+    Ready = "Ready"  # the policy is being applied (or, in Recommend mode, published)
+    MetricsAvailable = "MetricsAvailable"  # every required signal is present and fresh
+    BudgetSatisfiable = "BudgetSatisfiable"  # the SLO is reachable inside gpuBudget
+    AbleToScale = "AbleToScale"  # HPA: targets exist, can be read and scaled
+    ScalingActive = "ScalingActive"  # HPA: the controller is computing a plan
+    ScalingLimited = "ScalingLimited"  # HPA: min/max replicas, budget or step limits bind
+
+
+class ConditionStatus(StrEnum):
+    true = "True"
+    false = "False"
+    unknown = "Unknown"
+
+
+class Condition(ApiModel):
+    """One condition in the Kubernetes convention (metav1.Condition's fields)."""
+
+    type: ConditionType = Field(
+        description=(
+            "Ready, MetricsAvailable, BudgetSatisfiable, AbleToScale, ScalingActive "
+            "or ScalingLimited."
+        )
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: ReasonCode = Field(
+        description="CamelCase reason code, the same vocabulary as events and metrics."
+    )
+    message: str = Field("", max_length=32768, description="Human-readable details.")
+    last_transition_time: datetime = Field(
+        description="When status last changed (not when the condition was last checked)."
+    )
+    observed_generation: int | None = Field(
+        None, description="metadata.generation of the spec this condition was computed for."
+    )
+
+
+class PoolStatus(ApiModel):
+    role: str = Field(description="Pool role: prefill, decode or aggregated.")
+    target: str = Field("", description="Scaled workload, as Kind/name.")
+    current_replicas: int = Field(0, description="Replicas in the target's scale subresource now.")
+    ready_replicas: int | None = Field(None, description="Replicas serving (observed).")
+    desired_replicas: int = Field(0, description="Replicas of the last plan.")
+    gpus_per_replica: int = Field(0, description="GPUs one replica holds, as resolved.")
+    predicted_ttft_seconds: float | None = Field(
+        None, description="Predicted TTFT at the desired replicas and forecast load, seconds."
+    )
+    predicted_itl_seconds: float | None = Field(
+        None, description="Predicted inter-token latency at the desired replicas, seconds."
+    )
+
+
+class TierStatus(ApiModel):
+    name: str = Field(description="KV-cache tier name.")
+    current_replicas: int = Field(0, description="Replicas of the tier now.")
+    desired_replicas: int = Field(0, description="Replicas of the tier in the last plan.")
+
+
+class GoodputStatus(ApiModel):
+    """DESIGN section 2's estimates, observed (from Prometheus) and predicted (by the plan)."""
+
+    observed_tokens_per_second: float | None = Field(
+        None, description="Observed token goodput: SLO-meeting, quality-weighted tokens/s."
+    )
+    predicted_tokens_per_second: float | None = Field(
+        None, description="Token goodput the last plan predicts at the forecast load, tokens/s."
+    )
+    observed_attainment: float | None = Field(
+        None, description="Observed SLO attainment estimate, a_ttft x a_itl, in [0, 1]."
+    )
+    observed_attainment_lower: float | None = Field(
+        None, description="Lower (Frechet) bound of the observed attainment."
+    )
+    observed_attainment_upper: float | None = Field(
+        None, description="Upper (Frechet) bound of the observed attainment."
+    )
+    predicted_attainment: float | None = Field(
+        None, description="SLO attainment the last plan predicts, in [0, 1]."
+    )
+    quality: float | None = Field(None, description="Last quality score read, in [0, 1].")
+    observed_time: datetime | None = Field(None, description="When the observation was taken.")
+
+
+class Alternative(ApiModel):
+    """The runner-up plan, so users see what was traded off."""
+
+    pools: dict[str, int] = Field(default_factory=dict, description="Replicas per pool role.")
+    tiers: dict[str, int] = Field(default_factory=dict, description="Replicas per tier name.")
+    total_gpus: int = Field(0, description="GPUs the alternative would hold.")
+    predicted_goodput: float = Field(0.0, description="Its predicted token goodput, tokens/s.")
+    predicted_attainment: float = Field(0.0, description="Its predicted SLO attainment.")
+
+
+class Decision(ApiModel):
+    """The last plan, with the reason code shared by conditions, events and metrics."""
+
+    time: datetime = Field(description="When the decision was made.")
+    reason: ReasonCode = Field(description="Reason code (goodput.reasons.Reason).")
+    message: str = Field("", max_length=32768, description="Why, in words.")
+    applied: bool = Field(
+        False, description="True when the plan was written to the targets (mode Enforce)."
+    )
+    hold: bool = Field(False, description="True when the decision was to change nothing.")
+    pools: dict[str, int] = Field(default_factory=dict, description="Desired replicas per role.")
+    tiers: dict[str, int] = Field(default_factory=dict, description="Desired replicas per tier.")
+    total_gpus: int = Field(0, description="GPUs the plan holds.")
+    binding_constraint: str = Field(
+        "none", description="What limited the plan: none, budget, maxReplicas, stepLimit, ..."
+    )
+    runner_up: Alternative | None = Field(None, description="The best plan not chosen.")
+
+
+class ReplicaSummary(ApiModel):
+    """Replicas as current/desired per role, for the ``kubectl get gp`` columns."""
+
+    prefill: str | None = Field(None, description="Prefill replicas as current/desired.")
+    decode: str | None = Field(None, description="Decode replicas as current/desired.")
+    aggregated: str | None = Field(None, description="Aggregated replicas as current/desired.")
+
+
+class LastScaleTime(ApiModel):
+    up: datetime | None = Field(None, description="Last time any target was scaled up.")
+    down: datetime | None = Field(None, description="Last time any target was scaled down.")
+
+
+class Recommendation(ApiModel):
+    """One past plan, kept for the stabilization windows (HPA keeps these in memory)."""
+
+    time: datetime = Field(description="When the plan was made.")
+    pools: dict[str, int] = Field(default_factory=dict, description="Replicas per pool role.")
+    tiers: dict[str, int] = Field(default_factory=dict, description="Replicas per tier name.")
+
+
+class GoodputPolicyStatus(ApiModel):
+    observed_generation: int | None = Field(
+        None, description="metadata.generation of the spec the status reflects."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+        description="Current state in the Kubernetes conditions convention.",
+    )
+    gpu_budget: int | None = Field(None, description="gpuBudget the last plan was made under.")
+    gpus_allocated: int | None = Field(
+        None, description="GPUs held now: current replicas x gpusPerReplica, pools and tiers."
+    )
+    gpus_desired: int | None = Field(None, description="GPUs the last plan holds.")
+    replicas: ReplicaSummary | None = Field(
+        None, description="current/desired replicas per role, for display."
+    )
+    pools: list[PoolStatus] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["role"],
+        },
+        description="Per pool: current, ready and desired replicas.",
+    )
+    tiers: list[TierStatus] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+        description="Per KV-cache tier: current and desired replicas.",
+    )
+    goodput: GoodputStatus | None = Field(
+        None, description="Observed and predicted goodput and SLO attainment."
+    )
+    last_decision: Decision | None = Field(None, description="The last decision and its reason.")
+    last_scale_time: LastScaleTime | None = Field(
+        None, description="Last scale-up and scale-down, for step limits after a restart."
+    )
+    recommendations: list[Recommendation] = Field(
+        default_factory=list,
+        max_length=MAX_RECOMMENDATIONS,
+        description="Recent plans inside the stabilization windows, oldest first.",
+    )
+
+    def condition(self, type_: ConditionType) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: ConditionType,
+    status: ConditionStatus,
+    reason: Reason,
+    message: str,
+    now: datetime,
+    observed_generation: int | None = None,
+) -> list[Condition]:
+    """Conditions with one set: lastTransitionTime moves only when status changes."""
+    old = next((c for c in conditions if c.type == type_), None)
+    since = old.last_transition_time if old is not None and old.status == status else now
+    new = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=since,
+        observed_generation=observed_generation,
+    )
+    out = [c for c in conditions if c.type != type_]
+    out.append(new)
+    order = list(ConditionType)
+    return sorted(out, key=lambda c: order.index(c.type))
+
+
+def initial_conditions(now: datetime, observed_generation: int | None = None) -> list[Condition]:
+    """First sight: every condition Unknown, as the convention asks."""
+    return [
+        Condition(
+            type=t,
+            status=ConditionStatus.unknown,
+            reason=Reason.Initializing,
+            message="waiting for the first observation",
+            last_transition_time=now,
+            observed_generation=observed_generation,
+        )
+        for t in ConditionType
+    ]
+
+
+def replica_summary(current: dict[str, int], desired: dict[str, int]) -> ReplicaSummary:
+    """Current/desired strings per role for the printer columns."""
+    text = {r: f"{current.get(r, 0)}/{desired.get(r, current.get(r, 0))}" for r in current}
+    for r in desired:
+        text.setdefault(r, f"0/{desired[r]}")
+    return ReplicaSummary.model_validate(
+        {k: v for k, v in text.items() if k in ReplicaSummary.model_fields}
+    )
+
+
+__all__ = [
+    "Alternative",
+    "Condition",
+    "ConditionStatus",
+    "ConditionType",
+    "Decision",
+    "GoodputPolicyStatus",
+    "GoodputStatus",
+    "LastScaleTime",
+    "PoolStatus",
+    "Recommendation",
+    "ReplicaSummary",
+    "TierStatus",
+    "initial_conditions",
+    "replica_summary",
+    "set_condition",
+]
