@@ -1,0 +1,158 @@
+"""`goodput simulate`: replay a trace through the twin under several controllers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from goodput.sim import report
+from goodput.sim.controllers import CONTROLLERS, planner_available
+from goodput.sim.harness import compare
+from goodput.sim.scenario import build_scenario, load_policy
+from goodput.sim.traces import Trace, read_trace
+
+DEMO_TRACE = "azure2023_code_15min.csv"
+DEMO_POLICY = "demo-policy.yaml"
+DEMO_RATE = 2.0
+
+
+class ProgressBar:
+    """One line on stderr per controller, redrawn in place."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.current = ""
+        self.t0 = time.perf_counter()
+
+    def __call__(self, name: str, frac: float) -> None:
+        if not self.enabled:
+            return
+        if name != self.current:
+            if self.current:
+                sys.stderr.write("\n")
+            self.current = name
+            self.t0 = time.perf_counter()
+        width = 30
+        done = int(width * min(1.0, frac))
+        sys.stderr.write(
+            f"\r  {name:<12} [{'#' * done}{'.' * (width - done)}] {100 * frac:5.1f}% "
+            f"{time.perf_counter() - self.t0:5.1f}s"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.current:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def data_path(name: str) -> Path:
+    return Path(str(resources.files("goodput.sim").joinpath("data", name)))
+
+
+def default_controllers() -> list[str]:
+    return [c for c in CONTROLLERS if c != "goodput" or planner_available()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="goodput simulate",
+        description="Replay a request trace through the digital twin and compare controllers "
+        "under one GPU budget, SLO and performance profile.",
+    )
+    ap.add_argument("--policy", help="GoodputPolicy YAML (budget, pools, SLO, behavior)")
+    ap.add_argument("--trace", help="Azure CSV or Mooncake JSONL trace")
+    ap.add_argument(
+        "--demo",
+        action="store_true",
+        help="bundled trace slice + bundled demo policy + all controllers",
+    )
+    ap.add_argument("--budget", type=int, help="override the policy's gpuBudget")
+    ap.add_argument("--controllers", help=f"comma list from {','.join(CONTROLLERS)}")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed (the twin is deterministic; recorded with the results)",
+    )
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="compress arrivals by this factor (2 = twice the request rate)",
+    )
+    ap.add_argument("--start", type=float, default=0.0, help="trace slice start, seconds")
+    ap.add_argument("--duration", type=float, default=None, help="trace slice length, seconds")
+    ap.add_argument("--json", dest="json_out", help="write the results as JSON here")
+    ap.add_argument("--plot", help="write a PNG of load, replicas and attainment here")
+    ap.add_argument("--requests-out", help="CSV with one row per request of one controller")
+    ap.add_argument("--controller", help="which controller --requests-out describes")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+
+    if args.demo:
+        policy_path = args.policy or str(data_path(DEMO_POLICY))
+        trace_path = args.trace or str(data_path(DEMO_TRACE))
+        rate = args.rate if args.rate is not None else DEMO_RATE
+    else:
+        if not args.policy or not args.trace:
+            ap.error("--policy and --trace are required (or use --demo)")
+        policy_path, trace_path = args.policy, args.trace
+        rate = args.rate if args.rate is not None else 1.0
+
+    spec = load_policy(policy_path)
+    if args.budget is not None:
+        spec = spec.model_copy(update={"gpu_budget": args.budget})
+    sc = build_scenario(spec)
+    trace: Trace = read_trace(trace_path)
+    if args.duration is not None or args.start:
+        end = args.start + (args.duration if args.duration is not None else trace.duration_s)
+        trace = trace.window(args.start, end)
+    if rate != 1.0:
+        trace = trace.scaled(rate)
+
+    names = args.controllers.split(",") if args.controllers else default_controllers()
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in CONTROLLERS]
+    if unknown:
+        ap.error(f"unknown controller(s) {unknown}; known: {', '.join(CONTROLLERS)}")
+    if "goodput" in names and not planner_available():
+        ap.error("controller 'goodput' needs goodput.planner.GoodputPlanner (not installed)")
+    if args.requests_out and args.controller and args.controller not in names:
+        ap.error(f"--controller {args.controller} is not among --controllers")
+
+    print(
+        f"trace {trace_path} ({len(trace)} requests over {trace.duration_s / 60:.1f} min"
+        f"{', rate x' + format(rate, 'g') if rate != 1.0 else ''}); policy {policy_path}; "
+        f"budget {sc.budget} GPUs; SLO TTFT {spec.slo.ttft} ITL {spec.slo.itl}; "
+        f"interval {sc.interval_s:g}s; startup {sc.startup_delay_s:g}s; seed {args.seed}"
+    )
+    bar = ProgressBar(enabled=not args.quiet)
+    wall0 = time.perf_counter()
+    results = compare(sc, trace, names, progress=bar)
+    bar.close()
+    wall = time.perf_counter() - wall0
+    print(report.table(results))
+    print(f"simulated {trace.duration_s / 60:.1f} min x {len(names)} controllers in {wall:.1f}s")
+    if args.json_out:
+        report.write_json(results, args.json_out)
+        print(f"wrote {args.json_out}")
+    if args.plot:
+        report.plot(results, args.plot, title=f"{Path(trace_path).name}, budget {sc.budget} GPUs")
+        print(f"wrote {args.plot}")
+    if args.requests_out:
+        who = args.controller or names[0]
+        n = report.write_requests(results[who], args.requests_out)
+        print(f"wrote {args.requests_out} ({n} requests of {who})")
+    over = [n for n, r in results.items() if r.peak_gpus > r.budget]
+    if over:
+        print(f"BUDGET EXCEEDED by: {', '.join(over)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

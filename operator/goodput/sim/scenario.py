@@ -1,0 +1,94 @@
+"""A benchmark scenario: one GoodputPolicy (budget, SLO, pools, tiers, behavior) turned
+into what the twin and the harness need, with profiles resolved by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from goodput.api.spec import GoodputPolicy, GoodputPolicySpec, parse_duration
+from goodput.profiles import DEFAULT_PROFILE, PerformanceProfile, load_profile
+from goodput.sim.engine import PoolSpec, TierSpec, TwinConfig
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Scenario:
+    spec: GoodputPolicySpec
+    twin: TwinConfig
+    profiles: dict[str, PerformanceProfile]
+    gpus: dict[str, int]
+    min_replicas: dict[str, int]
+    max_replicas: dict[str, int]
+    tier_min: dict[str, int]
+    tier_max: dict[str, int]
+    interval_s: float
+    startup_delay_s: float
+
+    @property
+    def budget(self) -> int:
+        return self.spec.gpu_budget
+
+    @property
+    def roles(self) -> list[str]:
+        return list(self.twin.pools)
+
+    def with_budget(self, budget: int) -> Scenario:
+        return build_scenario(self.spec.model_copy(update={"gpu_budget": budget}))
+
+
+def load_policy(path: str | Path) -> GoodputPolicySpec:
+    """A GoodputPolicy manifest (or a bare spec) from YAML."""
+    doc: Any = yaml.safe_load(Path(path).read_text())
+    if isinstance(doc, dict) and "spec" in doc:
+        return GoodputPolicy.from_manifest(doc).spec
+    return GoodputPolicySpec.model_validate(doc)
+
+
+def build_scenario(spec: GoodputPolicySpec, quality: dict[str, float] | None = None) -> Scenario:
+    pools: dict[str, PoolSpec] = {}
+    profiles: dict[str, PerformanceProfile] = {}
+    gpus: dict[str, int] = {}
+    mins: dict[str, int] = {}
+    maxs: dict[str, int] = {}
+    for p in spec.pools:
+        role = str(p.role.value)
+        prof = load_profile(p.profile or DEFAULT_PROFILE)
+        if p.gpus_per_replica is not None and p.gpus_per_replica != prof.gpus_per_replica:
+            prof = prof.model_copy(update={"gpus_per_replica": p.gpus_per_replica})
+        profiles[role] = prof
+        pools[role] = PoolSpec(role=role, profile=prof, quality=(quality or {}).get(role, 1.0))
+        gpus[role] = prof.gpus_per_replica
+        mins[role] = p.min_replicas
+        maxs[role] = p.max_replicas
+    kvb = next(iter(profiles.values())).kv_bytes_per_token
+    tiers = tuple(
+        TierSpec(
+            name=t.name,
+            capacity_tokens_per_replica=int(t.capacity_per_replica_gib * GIB / kvb),
+            bandwidth_bytes_per_s=t.bandwidth_gib_per_s * GIB,
+        )
+        for t in spec.kv_cache.tiers
+    )
+    twin = TwinConfig(
+        pools=pools,
+        ttft_slo_s=spec.slo.ttft_seconds,
+        itl_slo_s=spec.slo.itl_seconds,
+        tiers=tiers,
+    )
+    return Scenario(
+        spec=spec,
+        twin=twin,
+        profiles=profiles,
+        gpus=gpus,
+        min_replicas=mins,
+        max_replicas=maxs,
+        tier_min={t.name: t.min_replicas for t in spec.kv_cache.tiers},
+        tier_max={t.name: t.max_replicas for t in spec.kv_cache.tiers},
+        interval_s=parse_duration(spec.behavior.interval),
+        startup_delay_s=parse_duration(spec.behavior.startup_delay),
+    )

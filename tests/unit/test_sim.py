@@ -1,0 +1,441 @@
+"""The twin's mechanics and the harness's guarantees, against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from goodput.api.spec import GoodputPolicySpec
+from goodput.observation import Observation
+from goodput.plan import Allocation, Plan
+from goodput.profiles import PerformanceProfile, available_profiles, load_profile
+from goodput.sim import cli
+from goodput.sim.controllers import FixedController, fit_budget, make_plan, splits
+from goodput.sim.engine import AGGREGATED, DECODE, PREFILL, PoolSpec, TierSpec, Twin, TwinConfig
+from goodput.sim.harness import Outcomes, goodput_mask, outcomes, run, token_goodput
+from goodput.sim.scenario import build_scenario
+from goodput.sim.traces import Trace
+
+TOY = PerformanceProfile(
+    name="toy",
+    model="toy-model",
+    gpu="toy-gpu",
+    gpus_per_replica=1,
+    prefill_base_s=0.01,
+    prefill_per_token_s=1e-4,
+    prefill_per_token2_s=0.0,
+    decode_base_s=0.01,
+    decode_per_seq_s=0.001,
+    decode_per_ctx_token_s=1e-6,
+    kv_bytes_per_token=1000,
+    kv_capacity_tokens=100_000,
+    max_batch=64,
+    max_prefill_tokens=4096,
+    weight_bytes=1e9,
+    hbm_bandwidth_bytes_per_s=1e12,
+)
+
+
+def trace(at: list[float], n_in: list[int], n_out: list[int], hashes=None) -> Trace:  # type: ignore[no-untyped-def]
+    return Trace(
+        name="t",
+        arrival_s=np.asarray(at, dtype=float),
+        input_tokens=np.asarray(n_in),
+        output_tokens=np.asarray(n_out),
+        hash_ids=hashes,
+    )
+
+
+def disagg(prof: PerformanceProfile = TOY, tiers: tuple[TierSpec, ...] = ()) -> TwinConfig:
+    return TwinConfig(
+        pools={PREFILL: PoolSpec(PREFILL, prof), DECODE: PoolSpec(DECODE, prof)},
+        ttft_slo_s=1.0,
+        itl_slo_s=0.05,
+        tiers=tiers,
+        kv_link_bytes_per_s=1e9,
+    )
+
+
+def fleet(cfg: TwinConfig, tr: Trace, p: int = 1, d: int = 1) -> Twin:
+    tw = Twin(cfg, tr)
+    for _ in range(p):
+        tw.add_replica(PREFILL, 0.0, 0.0)
+    for _ in range(d):
+        tw.add_replica(DECODE, 0.0, 0.0)
+    return tw
+
+
+# ---------------------------------------------------------------------------- physics
+
+
+def test_single_request_hand_computed() -> None:
+    tw = fleet(disagg(), trace([0.0], [1000], [11]))
+    tw.run_until(100.0)
+    prefill = 0.01 + 1e-4 * 1000  # 0.11 s
+    transfer = 1000 * 1000 / 1e9  # 1 ms
+    assert tw.first_token[0] == pytest.approx(prefill + transfer)
+    # 10 decode steps, context 1000, 1001, ..., 1009
+    steps = sum(0.01 + 0.001 + 1e-6 * (1000 + k) for k in range(10))
+    assert tw.finish[0] == pytest.approx(prefill + transfer + steps)
+    o = outcomes(tw)
+    assert o.itl[0] == pytest.approx(steps / 10)
+
+
+def naive_decode(arrive: list[float], n_in: list[int], n_out: list[int]) -> list[float]:
+    """Step-by-step reference: requests join at the first step boundary at or after
+    their arrival (immediately if the replica is idle); one token per step each."""
+    p = TOY
+    pending = sorted(range(len(arrive)), key=lambda i: arrive[i])
+    running: dict[int, int] = {}
+    ctx: dict[int, int] = {}
+    finish = [math.nan] * len(arrive)
+    t = 0.0
+    while pending or running:
+        if not running and pending and arrive[pending[0]] > t:
+            t = arrive[pending[0]]
+        while pending and arrive[pending[0]] <= t + 1e-12:
+            i = pending.pop(0)
+            running[i] = n_out[i] - 1
+            ctx[i] = n_in[i]
+        n = len(running)
+        t += p.decode_step_seconds(n, sum(ctx.values()))
+        for i in list(running):
+            running[i] -= 1
+            ctx[i] += 1
+            if running[i] == 0:
+                finish[i] = t
+                del running[i], ctx[i]
+    return finish
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.0, 2.0, allow_nan=False),
+            st.integers(1, 3000),
+            st.integers(2, 120),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_closed_form_decode_equals_step_by_step(reqs: list[tuple[float, int, int]]) -> None:
+    """The twin jumps between batch changes with an arithmetic series; it must give
+    the same finish times as simulating every step."""
+    reqs.sort()
+    at = [r[0] for r in reqs]
+    n_in = [r[1] for r in reqs]
+    n_out = [r[2] for r in reqs]
+    tw = Twin(disagg(), trace(at, n_in, n_out))
+    tw.add_replica(DECODE, 0.0, 0.0)
+    for i in range(len(at)):  # bypass prefill: inject decode arrivals directly
+        tw._push(at[i], 2, i, 0)
+        tw.first_token[i] = at[i]
+    tw._next_arrival = len(at)
+    tw.run_until(1e9)
+    ref = naive_decode(at, n_in, n_out)
+    assert tw.finish == pytest.approx(ref, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_no_decode_step_beats_weight_streaming(name: str) -> None:
+    """Physics: every step streams all weights once, so ITL >= weight_bytes / HBM bw."""
+    prof = load_profile(name)
+    floor = prof.weight_bytes / prof.hbm_bandwidth_bytes_per_s
+    rng = np.random.default_rng(0)
+    n = 200
+    tr = trace(
+        np.sort(rng.uniform(0, 20, n)).tolist(),
+        rng.integers(10, 4000, n).tolist(),
+        rng.integers(2, 300, n).tolist(),
+    )
+    tw = fleet(disagg(prof), tr, 2, 2)
+    tw.run_until(1e6)
+    o = outcomes(tw)
+    assert np.all(np.isfinite(o.itl))
+    assert float(np.min(o.itl)) >= floor * (1 - 1e-9)
+
+
+def test_kv_limit_makes_requests_wait() -> None:
+    small = TOY.model_copy(update={"kv_capacity_tokens": 2 * (1000 + 50)})
+    tw = Twin(disagg(small), trace([0.0] * 4, [1000] * 4, [50] * 4))
+    tw.add_replica(DECODE, 0.0, 0.0)
+    for i in range(4):  # all four reach the decode pool at t=0
+        tw._push(0.0, 2, i, 0)
+        tw.first_token[i] = 0.0
+    tw._next_arrival = 4
+    tw.run_until(1e6)
+    fin = tw.finish
+    # two fit at once; the other two start only when those finish
+    step = [0.01 + 0.001 * 2 + 1e-6 * 2 * (1000 + k) for k in range(49)]
+    assert fin[0] == pytest.approx(sum(step))
+    assert fin[1] == pytest.approx(fin[0])
+    assert fin[2] == pytest.approx(2 * sum(step))
+    assert fin[3] == pytest.approx(fin[2])
+
+
+def test_prefix_tier_hits_save_prefill_and_cost_load_time() -> None:
+    hashes = [(1, 2, 3), (1, 2, 3)]
+    n_in = [1536, 1536]
+    tier = TierSpec("cpu", capacity_tokens_per_replica=10 * 512, bandwidth_bytes_per_s=1e9)
+    tw = fleet(disagg(tiers=(tier,)), trace([0.0, 10.0], n_in, [2, 2], hashes))
+    tw.set_tier_replicas("cpu", 1)
+    tw.run_until(100.0)
+    assert tw.cached == [0, 1535]  # the last token is always computed
+    ttft2 = tw.first_token[1] - 10.0
+    load = 3 * 512 * 1000 / 1e9
+    assert ttft2 == pytest.approx(0.01 + 1e-4 * 1 + load + 1536 * 1000 / 1e9)
+    # no tier replicas, no hits (Azure traces have no hashes at all)
+    tw2 = fleet(disagg(tiers=(tier,)), trace([0.0, 10.0], n_in, [2, 2], hashes))
+    tw2.run_until(100.0)
+    assert tw2.cached == [0, 0]
+
+
+def test_lru_evicts_least_recently_used_block() -> None:
+    tier = TierSpec("cpu", capacity_tokens_per_replica=2 * 512, bandwidth_bytes_per_s=1e12)
+    hashes = [(1,), (2,), (1,), (3,), (2,)]
+    tw = fleet(disagg(tiers=(tier,)), trace([0, 1, 2, 3, 4], [512] * 5, [2] * 5, hashes))
+    tw.set_tier_replicas("cpu", 1)
+    tw.run_until(100.0)
+    # after 1,2,1,3 the cache holds {1,3}: 2 was least recently used
+    assert tw.cached == [0, 0, 511, 0, 0]
+
+
+def test_startup_delay_and_drain() -> None:
+    tw = fleet(disagg(), trace([0.0, 0.5], [100, 100], [200, 200]), p=0, d=1)
+    tw.add_replica(PREFILL, 0.0, 5.0)
+    tw.run_until(4.9)
+    assert math.isnan(tw.first_token[0])  # nothing served before the replica is up
+    tw.run_until(6.0)
+    assert tw.first_token[0] >= 5.0
+    assert tw.gpus_held() == 2
+    assert tw.remove_replica(DECODE, 6.0)  # draining: finishes its work, takes none
+    assert tw.gpus_held() == 2
+    tw.run_until(1e6)
+    assert all(np.isfinite(tw.finish))
+    assert tw.gpus_held() == 1
+
+
+def test_aggregated_replica_prefill_pauses_decode() -> None:
+    cfg = TwinConfig(pools={AGGREGATED: PoolSpec(AGGREGATED, TOY)}, ttft_slo_s=1, itl_slo_s=1)
+    tw = Twin(cfg, trace([0.0, 0.2], [1000, 2000], [50, 2]))
+    tw.add_replica(AGGREGATED, 0.0, 0.0)
+    tw.run_until(1e6)
+    alone = Twin(cfg, trace([0.0], [1000], [50]))
+    alone.add_replica(AGGREGATED, 0.0, 0.0)
+    alone.run_until(1e6)
+    # the second prompt's prefill (0.21 s) stalls the first request's decoding; then
+    # one shared step costs 0.001 + 1e-6 * 2000 more
+    assert tw.finish[0] - alone.finish[0] == pytest.approx(0.21 + 0.003, abs=0.002)
+    assert tw.first_token[0] == pytest.approx(0.11)
+
+
+# ---------------------------------------------------------------------------- goodput
+
+
+def test_goodput_on_hand_built_requests() -> None:
+    ttft = np.array([0.5, 0.5, 2.0, 0.2, np.nan])
+    itl = np.array([0.04, 0.06, 0.01, 0.0, np.nan])
+    out = np.array([100, 100, 100, 1, 50])
+    met = goodput_mask(ttft, itl, out, ttft_slo=1.0, itl_slo=0.05)
+    # ok; ITL too slow; TTFT too slow; 1-token needs only TTFT; never finished
+    assert met.tolist() == [True, False, False, True, False]
+    o = Outcomes(
+        arrival=np.zeros(5),
+        input_tokens=np.ones(5, dtype=np.int64),
+        output_tokens=out,
+        cached_tokens=np.zeros(5, dtype=np.int64),
+        ttft=ttft,
+        itl=itl,
+        met=met,
+        quality=np.array([0.5, 1.0, 1.0, 1.0, 1.0]),
+        served_by=np.zeros(5, dtype=np.int64),
+    )
+    # (100 * 0.5 + 1 * 1.0) / 10 s
+    assert token_goodput(o, 10.0) == pytest.approx(5.1)
+
+
+# ---------------------------------------------------------------------------- harness
+
+
+def scenario(budget: int = 8, startup: str = "30s"):  # type: ignore[no-untyped-def]
+    spec = GoodputPolicySpec.model_validate(
+        {
+            "gpuBudget": budget,
+            "pools": [
+                {
+                    "role": "prefill",
+                    "targetRef": {"name": "p"},
+                    "maxReplicas": 8,
+                    "profile": "llama-3.1-8b-h100-tp1",
+                },
+                {
+                    "role": "decode",
+                    "targetRef": {"name": "d"},
+                    "maxReplicas": 8,
+                    "profile": "llama-3.1-8b-h100-tp1",
+                },
+            ],
+            "slo": {"ttft": "500ms", "itl": "30ms"},
+            "behavior": {"interval": "10s", "startupDelay": startup},
+        }
+    )
+    return build_scenario(spec)
+
+
+def busy_trace(seed: int = 0, n: int = 3000, span: float = 300.0) -> Trace:
+    rng = np.random.default_rng(seed)
+    return trace(
+        np.sort(rng.uniform(0, span, n)).tolist(),
+        rng.integers(100, 6000, n).tolist(),
+        rng.integers(2, 600, n).tolist(),
+    )
+
+
+class Flapper:
+    """A hostile controller: swings between extreme and over-budget plans."""
+
+    name = "flapper"
+
+    def __init__(self, plans: list[dict[str, int]]) -> None:
+        self.plans = plans
+        self.k = 0
+        self.sc = scenario()
+
+    def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
+        want = self.plans[self.k % len(self.plans)]
+        self.k += 1
+        return make_plan(self.sc, want, current, "flap")
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries({PREFILL: st.integers(0, 10), DECODE: st.integers(0, 10)}),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_budget_never_exceeded_at_any_moment(plans: list[dict[str, int]]) -> None:
+    sc = scenario()
+    tr = busy_trace(n=600, span=120.0)
+    import goodput.sim.engine as eng
+
+    held_max = 0
+    orig = eng.Twin.add_replica
+
+    def watched(self: Twin, role: str, now: float, delay: float) -> int:
+        nonlocal held_max
+        rid = orig(self, role, now, delay)
+        held_max = max(held_max, self.gpus_held())
+        assert self.gpus_held() <= sc.budget
+        return rid
+
+    eng.Twin.add_replica = watched  # type: ignore[method-assign]
+    try:
+        res = run(sc, tr, Flapper(plans))
+    finally:
+        eng.Twin.add_replica = orig  # type: ignore[method-assign]
+    assert res.budget_violations == 0
+    assert res.peak_gpus <= sc.budget
+    assert held_max <= sc.budget
+
+
+def test_scale_up_waits_for_drained_gpus() -> None:
+    sc = scenario(budget=4, startup="0s")
+    tr = busy_trace(n=400, span=60.0)
+    res = run(sc, tr, Flapper([{PREFILL: 3, DECODE: 1}]), initial={PREFILL: 1, DECODE: 3})
+    # decode replicas drain their running requests before prefill can grow
+    assert res.peak_gpus == 4
+    first = res.ticks[0]
+    assert first.serving[PREFILL] + first.serving[DECODE] <= 4
+    assert res.ticks[-1].serving == {PREFILL: 3, DECODE: 1}
+
+
+def test_runs_are_deterministic() -> None:
+    sc = scenario()
+    tr = busy_trace(seed=3)
+    a = run(sc, tr, FixedController(sc, {PREFILL: 3, DECODE: 5}))
+    b = run(sc, tr, FixedController(sc, {PREFILL: 3, DECODE: 5}))
+    assert np.array_equal(a.outcomes.ttft, b.outcomes.ttft, equal_nan=True)
+    assert np.array_equal(a.outcomes.itl, b.outcomes.itl, equal_nan=True)
+    assert a.goodput == b.goodput
+
+
+def test_observation_has_the_shape_the_planner_reads() -> None:
+    sc = scenario()
+    seen: list[Observation] = []
+
+    class Spy:
+        name = "spy"
+
+        def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
+            seen.append(observation)
+            return make_plan(sc, dict(current.pools), current, "hold")
+
+    run(sc, busy_trace(n=1000, span=60.0), Spy())
+    obs = seen[2]
+    assert set(obs.pools) == {PREFILL, DECODE}
+    pre, dec = obs.pools[PREFILL], obs.pools[DECODE]
+    assert pre.arrival_rate_rps == pytest.approx(1000 / 60.0, rel=0.25)
+    assert pre.ttft is not None and pre.ttft.p50_s is not None
+    assert dec.itl is not None and 0 <= (dec.itl.attainment or 0) <= 1
+    assert dec.kv_cache_usage is not None
+    assert obs.estimate.attainment is not None
+
+
+def test_budget_helpers() -> None:
+    sc = scenario(budget=8)
+    assert fit_budget(sc, {PREFILL: 6, DECODE: 6}) == {PREFILL: 4, DECODE: 4}
+    assert fit_budget(sc, {PREFILL: 2, DECODE: 3}) == {PREFILL: 2, DECODE: 3}
+    assert [s[PREFILL] for s in splits(sc)] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(s[PREFILL] + s[DECODE] == 8 for s in splits(sc))
+
+
+def test_simulate_cli_demo_writes_json_plot_and_requests(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    png = tmp_path / "p.png"
+    csv_path = tmp_path / "req.csv"
+    rc = cli.main(
+        [
+            "--demo",
+            "--controllers",
+            "static-best,reactive,sla-planner",
+            "--quiet",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+            "--requests-out",
+            str(csv_path),
+            "--controller",
+            "reactive",
+        ]
+    )
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert set(data) == {"static-best", "reactive", "sla-planner"}
+    keys = {
+        "goodput_tokens_per_s",
+        "attainment",
+        "gpu_hours",
+        "goodput_per_gpu_hour",
+        "actions",
+        "peak_gpus",
+        "budget",
+        "ratio_to_oracle",
+    }
+    for v in data.values():
+        assert set(v) == keys
+        assert v["peak_gpus"] <= v["budget"]
+    assert png.stat().st_size > 1000
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("arrival_s,input_tokens,output_tokens,cached_prefix_tokens")
+    assert len(lines) == 2834 + 1
