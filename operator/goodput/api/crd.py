@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import types
 import typing
@@ -148,6 +149,21 @@ def _object_defaults(model: type[BaseModel], node: Schema) -> None:
         _object_defaults(sub, target)
 
 
+def _document_defaults(node: Any) -> None:
+    """Append "Default: X." to descriptions, since ``kubectl explain`` does not show defaults."""
+    if isinstance(node, dict):
+        default = node.get("default")
+        desc = node.get("description")
+        if desc and "Default" not in desc and isinstance(default, str | int | float):
+            shown = json.dumps(default) if isinstance(default, bool) else str(default)
+            node["description"] = f"{desc.rstrip('.')}. Default: {shown}."
+        for v in node.values():
+            _document_defaults(v)
+    elif isinstance(node, list):
+        for v in node:
+            _document_defaults(v)
+
+
 def _strip_defaults(node: Any) -> None:
     if isinstance(node, dict):
         node.pop("default", None)
@@ -166,6 +182,7 @@ def spec_schema() -> Schema:
         props = behavior[key]["properties"]
         for field, value in defaults.items():
             props[field]["default"] = copy.deepcopy(value)
+    _document_defaults(node)
     node["description"] = (
         "What to optimize and within which limits: the GPU budget, the pools and KV-cache "
         "tiers to size, the SLO a request must meet, and where the metrics are."

@@ -97,6 +97,8 @@ Duration = Annotated[
         max_length=32,
         json_schema_extra=_validations(
             cel(
+                # Guarded so a malformed string reports only the pattern error.
+                "!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || "
                 "duration(self) > duration('0s')",
                 "must be a positive duration such as '500ms' or '2m'",
                 reason="FieldValueInvalid",
@@ -197,10 +199,6 @@ class Pool(ApiModel):
             cel(
                 "self.minReplicas <= self.maxReplicas",
                 "minReplicas must be less than or equal to maxReplicas",
-                message_expression=(
-                    "'minReplicas (' + string(self.minReplicas) + ') must be less than or "
-                    "equal to maxReplicas (' + string(self.maxReplicas) + ')'"
-                ),
                 field_path=".maxReplicas",
                 reason="FieldValueInvalid",
             )
@@ -267,10 +265,6 @@ class KVCacheTier(ApiModel):
             cel(
                 "self.minReplicas <= self.maxReplicas",
                 "minReplicas must be less than or equal to maxReplicas",
-                message_expression=(
-                    "'minReplicas (' + string(self.minReplicas) + ') must be less than or "
-                    "equal to maxReplicas (' + string(self.maxReplicas) + ')'"
-                ),
                 field_path=".maxReplicas",
                 reason="FieldValueInvalid",
             )
@@ -325,10 +319,10 @@ class KVCache(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             cel(
-                "self.tiers.all(t, self.tiers.exists_one(u, u.name == t.name))",
+                "!has(self.tiers) || self.tiers.all(t, self.tiers.exists_one(u, u.name == t.name))",
                 "tier names must be unique",
                 field_path=".tiers",
-                reason="FieldValueDuplicate",
+                reason="FieldValueInvalid",
             )
         )
     )
@@ -403,7 +397,7 @@ class Quality(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             cel(
-                "self.floor == 0.0 || has(self.query)",
+                "!has(self.floor) || self.floor == 0.0 || has(self.query)",
                 "floor needs a query: without one every answer scores 1",
                 field_path=".floor",
                 reason="FieldValueInvalid",
@@ -446,11 +440,17 @@ class SecretKeyRef(ApiModel):
     )
 
 
+class CASecretKeyRef(SecretKeyRef):
+    key: StrictStr = Field(
+        "ca.crt", min_length=1, max_length=MAX_NAME, description="Key inside the Secret."
+    )
+
+
 class PrometheusAuth(ApiModel):
     bearer_token_secret_ref: SecretKeyRef | None = Field(
         None, description="Secret key holding a bearer token sent as 'Authorization: Bearer'."
     )
-    ca_secret_ref: SecretKeyRef | None = Field(
+    ca_secret_ref: CASecretKeyRef | None = Field(
         None, description="Secret key holding the PEM CA bundle that signs Prometheus's TLS cert."
     )
     insecure_skip_verify: StrictBool = Field(
@@ -458,7 +458,19 @@ class PrometheusAuth(ApiModel):
     )
 
 
-_SIGNAL_LIST = "[" + ", ".join(f"'{s.value}'" for s in Signal) + "]"
+FLEET_SIGNALS = frozenset({Signal.good_tokens_per_s})
+"""Policy-wide signals: an override for them cannot be scoped to one pool."""
+
+
+def override_keys() -> list[str]:
+    """Keys ``metrics.overrides`` accepts: ``<signal>`` (every pool) or ``<role>.<signal>``."""
+    bare = [s.value for s in Signal]
+    scoped = [f"{r.value}.{s.value}" for r in PoolRole for s in Signal if s not in FLEET_SIGNALS]
+    return bare + scoped
+
+
+_OVERRIDE_KEY_LIST = "[" + ", ".join(f"'{k}'" for k in override_keys()) + "]"
+_SIGNAL_NAMES = ", ".join(s.value for s in Signal)
 
 
 class Metrics(ApiModel):
@@ -489,18 +501,21 @@ class Metrics(ApiModel):
     )
     overrides: dict[str, Annotated[StrictStr, Field(min_length=1, max_length=MAX_PROMQL)]] = Field(
         default_factory=dict,
-        max_length=len(Signal),
+        max_length=32,
         json_schema_extra=_validations(
             cel(
-                f"self.all(k, k in {_SIGNAL_LIST})",
-                "keys must be signal names: " + ", ".join(s.value for s in Signal),
-                reason="FieldValueNotSupported",
+                f"self.all(k, k in {_OVERRIDE_KEY_LIST})",
+                "keys must be <signal> or <role>.<signal>, with signal one of " + _SIGNAL_NAMES,
+                reason="FieldValueInvalid",
             )
         ),
         description=(
-            "PromQL replacing the preset's query for one signal, keyed by signal name: "
-            + ", ".join(s.value for s in Signal)
-            + ". Use good_tokens_per_s when the stack counts SLO-meeting tokens exactly."
+            "The user's own PromQL for one signal, replacing the preset's query. Key: "
+            "<signal> (every pool) or <role>.<signal> (one pool; wins), signal one of "
+            + _SIGNAL_NAMES
+            + ". $selector and $window in the query are replaced by the pool's matchers "
+            "and the window. ttft/itl must return per-le bucket rates; good_tokens_per_s "
+            "(policy-wide) is an exact SLO-meeting token rate."
         ),
     )
     window: Duration = Field(
@@ -515,11 +530,11 @@ class Metrics(ApiModel):
     @field_validator("overrides")
     @classmethod
     def _known_signals(cls, v: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(v) - {s.value for s in Signal})
+        unknown = sorted(set(v) - set(override_keys()))
         if unknown:
             raise ValueError(
-                f"unknown signal {', '.join(unknown)}: keys must be signal names: "
-                + ", ".join(s.value for s in Signal)
+                f"unknown key {', '.join(unknown)}: keys must be <signal> or "
+                f"<role>.<signal>, with signal one of {_SIGNAL_NAMES}"
             )
         return v
 
@@ -648,7 +663,7 @@ class GoodputPolicySpec(ApiModel):
                 "self.pools.all(p, self.pools.exists_one(q, q.role == p.role))",
                 "pool roles must be unique",
                 field_path=".pools",
-                reason="FieldValueDuplicate",
+                reason="FieldValueInvalid",
             ),
             cel(
                 "self.pools.filter(p, has(p.gpusPerReplica))"
@@ -656,16 +671,8 @@ class GoodputPolicySpec(ApiModel):
                 "(has(self.kvCache) && has(self.kvCache.tiers) ? "
                 "self.kvCache.tiers.map(t, t.minReplicas * t.gpusPerReplica).sum() : 0) "
                 "<= self.gpuBudget",
-                "the minimum replicas need more GPUs than gpuBudget",
-                message_expression=(
-                    "'the minimum replicas need ' + string("
-                    "self.pools.filter(p, has(p.gpusPerReplica))"
-                    ".map(p, p.minReplicas * p.gpusPerReplica).sum() + "
-                    "(has(self.kvCache) && has(self.kvCache.tiers) ? "
-                    "self.kvCache.tiers.map(t, t.minReplicas * t.gpusPerReplica).sum() : 0)"
-                    ") + ' GPUs (sum of minReplicas x gpusPerReplica), more than gpuBudget ('"
-                    " + string(self.gpuBudget) + ')'"
-                ),
+                "the minimum replicas need more GPUs than gpuBudget: the sum over pools and tiers "
+                "of minReplicas x gpusPerReplica must not exceed gpuBudget",
                 field_path=".gpuBudget",
                 reason="FieldValueInvalid",
             ),
@@ -816,6 +823,7 @@ __all__ = [
     "SLO",
     "VERSION",
     "Behavior",
+    "CASecretKeyRef",
     "Duration",
     "GoodputPolicy",
     "GoodputPolicySpec",
