@@ -45,9 +45,10 @@ def binding_constraint(
         step = min(p.gpus_per_replica for p in pools)
         if best.gpus + step > budget:
             return "gpuBudget"
-        for pool in pools:
-            if best.pools.get(pool.role, 0) >= pool.hi:
-                return f"maxReplicas:{pool.role}"
+        at_max = [p for p in pools if chosen.pools.get(p.role, 0) >= p.hi]
+        if at_max:
+            worst = min(at_max, key=lambda p: chosen.stage_share.get(p.role, 1.0))
+            return f"maxReplicas:{worst.role}"
         return "slo"
     for pool in pools:
         n = chosen.pools.get(pool.role, 0)

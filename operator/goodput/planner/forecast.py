@@ -52,6 +52,6 @@ def forecast(
     high = max(ahead, 0.0) + Z_UP * math.sqrt(state.resid_var)
     high = max(high, observed)
     now = state.last_t
-    recent = (*((t, v) for t, v in state.recent if now - t < patience_s), (now, high))
+    recent = (*((t, v) for t, v in state.recent if now - t <= patience_s), (now, high))
     demand = max(v for _, v in recent)
     return demand, ForecastState(state.level, state.trend, state.resid_var, now, recent)

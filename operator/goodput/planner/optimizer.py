@@ -67,6 +67,8 @@ class Candidate:
     ttft_s: float | None = None
     itl_s: float | None = None
     stage_attainment: dict[str, float] = field(default_factory=dict)
+    # Per pool role: fraction of demand that stage alone serves within its SLO.
+    stage_share: dict[str, float] = field(default_factory=dict)
     hit_fraction: float = 0.0
 
 
@@ -178,6 +180,7 @@ def _scan_aggregated(
             ttft_s=float(ttft.mean_latency[n]),
             itl_s=float(itl.mean_latency[n]),
             stage_attainment={"ttft": float(t.attainment[n]), "itl": float(i.attainment[n])},
+            stage_share={pool.role: float(good[n] / problem.demand.rate_rps)},
             hit_fraction=eff.hit_fraction,
         )
         for n in picks
@@ -281,6 +284,10 @@ def _scan_disaggregated(
                     "ttft": float(cp.attainment[p]),
                     "itl": float(cd.attainment[d]),
                 },
+                stage_share={
+                    pre.role: float(cp.served[p] * cp.attainment[p]) / problem.demand.rate_rps,
+                    dec.role: float(cd.served[d] * cd.attainment[d]) / problem.demand.rate_rps,
+                },
                 hit_fraction=eff.hit_fraction,
             )
         )
@@ -308,6 +315,7 @@ def optimize(problem: Problem) -> Result | None:
                     ttft_s=c.ttft_s,
                     itl_s=c.itl_s,
                     stage_attainment=c.stage_attainment,
+                    stage_share=c.stage_share,
                     hit_fraction=c.hit_fraction,
                 )
             )

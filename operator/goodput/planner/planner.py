@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from goodput.api.spec import GoodputPolicySpec, Pool, PoolRole, parse_duration
-from goodput.observation import LatencySummary, Observation, PoolObservation
+from goodput.observation import LatencySummary, Observation
 from goodput.plan import Allocation, Alternative, Plan, PoolDecision
 from goodput.planner import correction, explain, forecast
 from goodput.planner.correction import Factors
@@ -36,17 +36,6 @@ from goodput.profiles import DEFAULT_PROFILE, PerformanceProfile, load_profile
 from goodput.reasons import Reason
 
 GIB = float(2**30)
-# Signals without which no plan can be computed (the last part of a ``missing`` entry).
-REQUIRED_SIGNALS = frozenset(
-    {
-        "arrival_rate",
-        "arrival_rate_rps",
-        "mean_input_tokens",
-        "mean_output_tokens",
-        "input_tokens",
-        "output_tokens",
-    }
-)
 _DEMAND_ORDER = ("aggregated", "prefill", "decode")
 
 
@@ -76,23 +65,40 @@ def _ordered_pools(spec: GoodputPolicySpec) -> list[Pool]:
     return sorted(spec.pools, key=lambda p: rank[p.role])
 
 
-def _first(pools: Mapping[str, PoolObservation], attr: str) -> float | None:
-    for role in (*_DEMAND_ORDER, *sorted(pools)):
-        obs = pools.get(role)
-        value = getattr(obs, attr, None) if obs is not None else None
+def _first(obs: Observation, attr: str) -> float | None:
+    """A demand signal from the first pool that has it (front pool first), skipping
+    pools where the metrics layer listed it as missing."""
+    for role in (*_DEMAND_ORDER, *sorted(obs.pools)):
+        pool_obs = obs.pools.get(role)
+        if pool_obs is None or f"{role}.{attr}" in obs.missing:
+            continue
+        value = getattr(pool_obs, attr)
         if value is not None:
             return float(value)
     return None
 
 
 def missing_signals(spec: GoodputPolicySpec, obs: Observation) -> list[str]:
-    out = [m for m in obs.missing if m.split(".")[-1] in REQUIRED_SIGNALS]
-    for attr in ("arrival_rate_rps", "mean_input_tokens", "mean_output_tokens"):
-        if _first(obs.pools, attr) is None and not any(m.endswith(attr) for m in out):
-            out.append(attr)
-    if spec.quality.query and obs.quality is None:
+    """Required signals no pool provides. At zero traffic only the rate is required
+    (mean token counts are undefined without requests)."""
+    rate = _first(obs, "arrival_rate_rps")
+    if rate is None:
+        return ["arrival_rate_rps"]
+    if rate == 0.0:
+        return []
+    out = [a for a in ("mean_input_tokens", "mean_output_tokens") if _first(obs, a) is None]
+    if spec.quality.query and (obs.quality is None or "quality" in obs.missing):
         out.append("quality")
     return out
+
+
+def _hold_reason(obs: Observation, missing: list[str]) -> Reason:
+    if obs.unreachable:
+        return Reason.PrometheusUnreachable
+    stale = {s.split(".")[-1] for s in obs.stale}
+    if stale and all(m in stale for m in missing):
+        return Reason.MetricsStale
+    return Reason.MetricsMissing
 
 
 def _gpus(
@@ -282,7 +288,7 @@ def _decisions(
 
 
 def _hold(
-    ctx: _Context, current: Allocation, missing: list[str], state: PlannerState
+    ctx: _Context, current: Allocation, missing: list[str], state: PlannerState, reason: Reason
 ) -> tuple[Plan, PlannerState]:
     pools = {p.role.value: current.pools.get(p.role.value, p.min_replicas) for p in ctx.pools}
     tiers = {t.name: current.tiers.get(t.name, t.min_replicas) for t in ctx.spec.kv_cache.tiers}
@@ -291,8 +297,10 @@ def _hold(
         tiers=tiers,
         total_gpus=_gpus(ctx.spec, pools, tiers, ctx.gpr),
         budget=ctx.spec.gpu_budget,
-        reason=Reason.MetricsMissing,
-        message=f"holding the current allocation: missing {', '.join(missing)}",
+        reason=reason,
+        message=f"holding the current allocation: missing {', '.join(missing)}"
+        + (" (Prometheus unreachable)" if reason == Reason.PrometheusUnreachable else "")
+        + (" (stale)" if reason == Reason.MetricsStale else ""),
         hold=True,
         binding_constraint="none",
     )
@@ -341,10 +349,10 @@ def plan(
     ctx = _context(spec, profiles)
     missing = missing_signals(spec, observation)
     if missing:
-        return _hold(ctx, current, missing, state)
-    rate = _first(observation.pools, "arrival_rate_rps") or 0.0
-    input_tokens = _first(observation.pools, "mean_input_tokens") or 0.0
-    output_tokens = max(_first(observation.pools, "mean_output_tokens") or 1.0, 1.0)
+        return _hold(ctx, current, missing, state, _hold_reason(observation, missing))
+    rate = _first(observation, "arrival_rate_rps") or 0.0
+    input_tokens = _first(observation, "mean_input_tokens") or 0.0
+    output_tokens = max(_first(observation, "mean_output_tokens") or 1.0, 1.0)
     quality = observation.quality if observation.quality is not None else 1.0
     if quality < spec.quality.floor:
         quality = 0.0
@@ -360,7 +368,7 @@ def plan(
         )
 
     tiers = _tiers(ctx, current)
-    hit = _first(observation.pools, "prefix_cache_hit_rate") or 0.0
+    hit = _first(observation, "prefix_cache_hit_rate") or 0.0
     floors = {}
     for pool in ctx.pools:
         role = pool.role.value

@@ -1,0 +1,99 @@
+"""Online correction: a profile 2x too fast or too slow converges to the truth, and
+the corrected planner then plans as if it had the true profile."""
+
+from __future__ import annotations
+
+import pytest
+
+from goodput.observation import LatencySummary
+from goodput.plan import Allocation
+from goodput.planner import GoodputPlanner
+from goodput.planner.correction import FACTOR_MAX, FACTOR_MIN, blend, solve_factor
+from goodput.planner.model import CacheEffect, Demand, decode_curve, prefill_curve
+from goodput.profiles import PerformanceProfile, load_profile
+
+from .planner_fixtures import disagg_spec, observation
+
+NAME = "llama-3.1-8b-h100-tp1"
+TRUTH = load_profile(NAME)
+
+
+def scaled(p: PerformanceProfile, k: float) -> PerformanceProfile:
+    return p.model_copy(
+        update={
+            "prefill_base_s": p.prefill_base_s * k,
+            "prefill_per_token_s": p.prefill_per_token_s * k,
+            "prefill_per_token2_s": p.prefill_per_token2_s * k,
+            "decode_base_s": p.decode_base_s * k,
+            "decode_per_seq_s": p.decode_per_seq_s * k,
+            "decode_per_ctx_token_s": p.decode_per_ctx_token_s * k,
+        }
+    )
+
+
+def true_latencies(rate: float, n_p: int, n_d: int) -> tuple[float, float]:
+    demand = Demand(rate, 2000.0, 250.0)
+    ttft = prefill_curve(TRUTH, 1.0, demand, CacheEffect(), 0.5, n_p).mean_latency[n_p]
+    itl = decode_curve(TRUTH, 1.0, demand, 0.05, n_d).mean_latency[n_d]
+    return float(ttft), float(itl)
+
+
+def test_solve_factor_inverts_a_monotone_prediction_and_clamps() -> None:
+    assert solve_factor(lambda f: 3.0 * f, 6.0) == pytest.approx(2.0, rel=1e-6)
+    assert solve_factor(lambda f: 3.0 * f, 1000.0) == FACTOR_MAX
+    assert solve_factor(lambda f: 3.0 * f, 0.0) == FACTOR_MIN
+    assert blend(1.0, 4.0) == pytest.approx(2.0)  # half way in log space
+
+
+@pytest.mark.parametrize("wrong_by", [0.5, 2.0])
+def test_misspecified_profile_converges(wrong_by: float) -> None:
+    spec = disagg_spec(32)
+    planner = GoodputPlanner(spec, profiles={NAME: scaled(TRUTH, wrong_by)})
+    current = Allocation(pools={"prefill": 4, "decode": 4})
+    errors = []
+    for step in range(12):
+        rate = 20.0 + 5.0 * (step % 3)  # load varies; the truth does not
+        ttft, itl = true_latencies(rate, 4, 4)
+        obs = observation(
+            rate,
+            ttft=LatencySummary(mean_s=ttft),
+            itl=LatencySummary(mean_s=itl),
+            ready={"prefill": 4, "decode": 4},
+            now=15.0 * step,
+        )
+        planner.decide(obs, current, 15.0 * step)
+        f = planner.state.factors
+        errors.append(
+            abs(f["prefill"].prefill * wrong_by - 1) + abs(f["decode"].decode * wrong_by - 1)
+        )
+    assert errors[-1] < 0.01
+    assert errors[-1] < errors[0] / 50  # geometric convergence, not luck
+    # Corrected prediction = truth at a load it was not corrected at
+    f = planner.state.factors
+    demand = Demand(28.0, 2000.0, 250.0)
+    wrong = scaled(TRUTH, wrong_by)
+    got = decode_curve(wrong, f["decode"].decode, demand, 0.05, 4).mean_latency[4]
+    assert got == pytest.approx(true_latencies(28.0, 4, 4)[1], rel=0.01)
+
+
+def test_corrected_planner_plans_like_the_true_profile() -> None:
+    spec = disagg_spec(48)
+    wrong = GoodputPlanner(spec, profiles={NAME: scaled(TRUTH, 2.0)})
+    right = GoodputPlanner(spec)
+    current = Allocation(pools={"prefill": 4, "decode": 4})
+    first = None
+    for step in range(14):
+        ttft, itl = true_latencies(25.0, 4, 4)
+        obs = observation(
+            25.0,
+            ttft=LatencySummary(mean_s=ttft),
+            itl=LatencySummary(mean_s=itl),
+            ready={"prefill": 4, "decode": 4},
+            now=15.0 * step,
+        )
+        corrected = wrong.decide(obs, current, 15.0 * step)
+        truth_plan = right.decide(obs, current, 15.0 * step)
+        first = first or corrected
+    assert corrected.allocation() == truth_plan.allocation()
+    assert first is not None
+    assert first.total_gpus > corrected.total_gpus  # the slow prior over-provisioned

@@ -1,0 +1,121 @@
+"""The per-pool performance model against hand-computed queueing and batching figures."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from goodput.planner.model import (
+    CacheEffect,
+    Demand,
+    decode_batch_cap,
+    decode_curve,
+    norm_cdf,
+    prefill_curve,
+    prefill_service,
+    queue_curve,
+)
+from goodput.profiles import load_profile
+
+H100_8B = load_profile("llama-3.1-8b-h100-tp1")
+H100_70B = load_profile("llama-3.1-70b-h100-tp4")
+
+
+def test_norm_cdf_known_values() -> None:
+    got = norm_cdf(np.array([-1.959964, 0.0, 1.0, 1.644854]))
+    assert got == pytest.approx([0.025, 0.5, 0.841345, 0.95], abs=1e-6)
+
+
+def test_single_server_queue_is_exact_mm1() -> None:
+    # M/M/1, service 0.1 s, 6 req/s: rho 0.6, P(wait) = rho, mean wait = rho / (mu - lambda)
+    served, wait_p, _theta, mean_wait = queue_curve(1, 6.0, 0.1, 1.0)
+    assert served[1] == pytest.approx(6.0)
+    assert wait_p[1] == pytest.approx(0.6)
+    assert mean_wait[1] == pytest.approx(0.6 / (10.0 - 6.0))
+
+
+def test_queue_serves_at_most_rho_max_of_capacity() -> None:
+    served, *_ = queue_curve(4, 1000.0, 0.1, 1.0)
+    assert served[4] == pytest.approx(0.95 * 40.0)
+
+
+def test_prefill_time_has_linear_and_quadratic_terms() -> None:
+    p = H100_70B
+    for length in (512.0, 4096.0):
+        fixed, variable = prefill_service(p, 1.0, Demand(1.0, length, 100.0), CacheEffect())
+        assert fixed + variable == pytest.approx(
+            p.prefill_base_s + p.prefill_per_token_s * length + p.prefill_per_token2_s * length**2
+        )
+
+
+def test_cache_hits_remove_their_share_and_add_load_time() -> None:
+    p = H100_70B
+    demand = Demand(1.0, 4000.0, 100.0)
+    # 40 % of 4000 tokens hit; 1600 tokens x 327680 B at 16 GiB/s to load
+    load = 1600 * 327680 / (16 * 2**30)
+    cache = CacheEffect(0.4, load)
+    fixed, variable = prefill_service(p, 1.0, demand, cache)
+    assert variable == pytest.approx(
+        p.prefill_per_token_s * 2400 + p.prefill_per_token2_s * 2400 * 4000
+    )
+    curve = prefill_curve(p, 1.0, Demand(1e-9, 4000.0, 100.0), cache, 10.0, 1)
+    assert curve.mean_latency[1] == pytest.approx(fixed + variable + load, rel=1e-6)
+
+
+def test_ttft_grows_with_load_and_attainment_falls() -> None:
+    curves = [
+        prefill_curve(H100_8B, 1.0, Demand(rate, 2000.0, 200.0), CacheEffect(), 0.2, 4)
+        for rate in (1.0, 20.0, 60.0, 90.0)
+    ]
+    ttft = [c.mean_latency[4] for c in curves]
+    att = [c.attainment[4] for c in curves]
+    assert ttft == sorted(ttft) and ttft[0] < ttft[-1]
+    assert att == sorted(att, reverse=True) and att[0] > att[-1]
+
+
+def test_unloaded_ttft_attainment_is_the_prompt_length_tail() -> None:
+    demand = Demand(1e-9, 2000.0, 200.0)
+    fixed, variable = prefill_service(H100_8B, 1.0, demand, CacheEffect())
+    curve = prefill_curve(H100_8B, 1.0, demand, CacheEffect(), 0.05, 1)
+    assert curve.attainment[1] == pytest.approx(1 - math.exp(-(0.05 - fixed) / variable), rel=1e-4)
+
+
+def test_decode_itl_closed_form_and_littles_law() -> None:
+    p = H100_8B
+    demand = Demand(40.0, 1000.0, 200.0)
+    ctx = 1000.0 + 100.0
+    slope = p.decode_per_seq_s + p.decode_per_ctx_token_s * ctx
+    per_replica = 40.0 / 4
+    expected = p.decode_base_s / (1 - slope * per_replica * 200.0)
+    curve = decode_curve(p, 1.0, demand, 0.05, 4)
+    assert curve.mean_latency[4] == pytest.approx(expected)
+    batch = per_replica * 200.0 * expected  # Little's law
+    assert expected == pytest.approx(p.decode_step_seconds(batch, batch * ctx))
+
+
+def test_decode_itl_grows_with_batch_and_context() -> None:
+    p = H100_8B
+    short = decode_curve(p, 1.0, Demand(40.0, 500.0, 200.0), 0.05, 8).mean_latency
+    long = decode_curve(p, 1.0, Demand(40.0, 8000.0, 200.0), 0.05, 8).mean_latency
+    assert long[2] > short[2]
+    assert short[2] > short[8]  # fewer replicas, bigger batch, slower step
+
+
+def test_kv_memory_caps_the_batch_and_the_served_rate() -> None:
+    p = H100_70B
+    demand = Demand(1000.0, 30000.0, 2000.0)
+    cap = decode_batch_cap(p, demand)
+    assert cap == pytest.approx(p.kv_capacity_tokens / 32000.0)
+    assert cap < p.max_batch
+    curve = decode_curve(p, 1.0, demand, 0.2, 3)
+    itl_at_cap = p.decode_step_seconds(cap, cap * (30000.0 + 1000.0))
+    assert curve.served[3] == pytest.approx(0.95 * 3 * cap / (2000.0 * itl_at_cap))
+
+
+def test_correction_factor_scales_the_whole_stage() -> None:
+    demand = Demand(1e-9, 2000.0, 200.0)
+    one = decode_curve(H100_8B, 1.0, demand, 0.05, 1).mean_latency[1]
+    two = decode_curve(H100_8B, 2.0, demand, 0.05, 1).mean_latency[1]
+    assert two == pytest.approx(2 * one, rel=1e-6)
