@@ -50,9 +50,7 @@ def _header(path: Path, key: str) -> str:
 def crd_installed(cluster: LocalCluster) -> LocalCluster:
     applied = cluster.kubectl("apply", "-f", str(CRD_FILE), check=False)
     assert applied.returncode == 0, applied.stderr
-    cluster.kubectl(
-        "wait", "--for", "condition=established", "--timeout=60s", f"crd/{CRD_NAME}"
-    )
+    cluster.kubectl("wait", "--for", "condition=established", "--timeout=60s", f"crd/{CRD_NAME}")
     return cluster
 
 
@@ -196,9 +194,16 @@ def test_status_round_trips_and_printer_columns_show_it(
     status = _status(datetime(2026, 11, 27, 6, 0, 0, tzinfo=UTC))
     body = {"status": status.model_dump(mode="json", by_alias=True, exclude_none=True)}
     crd_installed.kubectl(
-        "patch", "goodputpolicy", name, "-n", ns, "--subresource=status", "--type=merge",
-        "-p", json.dumps(body),
-    )  # fmt: skip
+        "patch",
+        "goodputpolicy",
+        name,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(body),
+    )
     stored = _get(crd_installed, ns, name)
     # Every status field is declared: nothing the operator writes is pruned.
     assert stored["status"] == body["status"]
@@ -207,9 +212,17 @@ def test_status_round_trips_and_printer_columns_show_it(
     table = crd_installed.kubectl("get", "gp", "-n", ns, name).stdout.splitlines()
     header = table[0].split()
     assert header == [
-        "NAME", "MODE", "BUDGET", "GPUS", "PREFILL", "DECODE", "GOODPUT", "ATTAINMENT",
-        "READY", "AGE",
-    ]  # fmt: skip
+        "NAME",
+        "MODE",
+        "BUDGET",
+        "GPUS",
+        "PREFILL",
+        "DECODE",
+        "GOODPUT",
+        "ATTAINMENT",
+        "READY",
+        "AGE",
+    ]
     row = table[1].split()
     assert row[:9] == [name, "Enforce", "32", "20", "2/2", "3/5", "1834.5", "0.87", "True"]
     wide = crd_installed.kubectl("get", "gp", "-n", ns, name, "-o", "wide").stdout

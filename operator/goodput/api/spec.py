@@ -749,7 +749,7 @@ class GoodputPolicySpec(ApiModel):
         if floor > self.gpu_budget:
             raise ValueError(
                 f"the minimum replicas need {floor} GPUs (sum of minReplicas x "
-                f"gpusPerReplica), more than gpuBudget ({self.gpu_budget})"
+                f"gpusPerReplica over pools and tiers), more than gpuBudget ({self.gpu_budget})"
             )
         stray = sorted(set(self.metrics.selectors) - {str(r) for r in roles})
         if stray:
