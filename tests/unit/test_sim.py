@@ -181,28 +181,50 @@ def test_kv_limit_makes_requests_wait() -> None:
     assert fin[3] == pytest.approx(fin[2])
 
 
-def test_prefix_tier_hits_save_prefill_and_cost_load_time() -> None:
+def with_prefill(prefill: PerformanceProfile, tiers: tuple[TierSpec, ...] = ()) -> TwinConfig:
+    return TwinConfig(
+        pools={PREFILL: PoolSpec(PREFILL, prefill), DECODE: PoolSpec(DECODE, TOY)},
+        ttft_slo_s=1.0,
+        itl_slo_s=0.05,
+        tiers=tiers,
+        kv_link_bytes_per_s=1e9,
+    )
+
+
+def test_prefix_hits_in_prefill_hbm_save_prefill_for_free() -> None:
     hashes = [(1, 2, 3), (1, 2, 3)]
-    n_in = [1536, 1536]
-    tier = TierSpec("cpu", capacity_tokens_per_replica=10 * 512, bandwidth_bytes_per_s=1e9)
-    tw = fleet(disagg(tiers=(tier,)), trace([0.0, 10.0], n_in, [2, 2], hashes))
-    tw.set_tier_replicas("cpu", 1)
+    tw = fleet(disagg(), trace([0.0, 10.0], [1536, 1536], [2, 2], hashes))
     tw.run_until(100.0)
     assert tw.cached == [0, 1535]  # the last token is always computed
-    ttft2 = tw.first_token[1] - 10.0
-    load = 3 * 512 * 1000 / 1e9
-    assert ttft2 == pytest.approx(0.01 + 1e-4 * 1 + load + 1536 * 1000 / 1e9)
-    # no tier replicas, no hits (Azure traces have no hashes at all)
-    tw2 = fleet(disagg(tiers=(tier,)), trace([0.0, 10.0], n_in, [2, 2], hashes))
+    assert tw.first_token[1] - 10.0 == pytest.approx(0.01 + 1e-4 * 1 + 1536 * 1000 / 1e9)
+    # Azure traces carry no block hashes: no hits at all
+    tw2 = fleet(disagg(), trace([0.0, 10.0], [1536, 1536], [2, 2]))
+    tw2.run_until(100.0)
+    assert tw2.cached == [0, 0]
+
+
+def test_blocks_spilled_to_a_tier_cost_load_time() -> None:
+    one_block = TOY.model_copy(update={"kv_capacity_tokens": 512})
+    tier = TierSpec("cpu", capacity_tokens_per_replica=10 * 512, bandwidth_bytes_per_s=1e9)
+    hashes = [(1, 2, 3), (1, 2, 3)]
+    tw = fleet(with_prefill(one_block, (tier,)), trace([0.0, 10.0], [1536] * 2, [2, 2], hashes))
+    tw.set_tier_replicas("cpu", 1)
+    tw.run_until(100.0)
+    assert tw.cached == [0, 1535]
+    # HBM kept the newest block (3); blocks 1 and 2 spilled to the CPU tier and load
+    # at its bandwidth: 2 x 512 tokens x 1000 B / 1 GB/s
+    load = 2 * 512 * 1000 / 1e9
+    assert tw.first_token[1] - 10.0 == pytest.approx(0.01 + 1e-4 + load + 1536 * 1000 / 1e9)
+    # without tier replicas the spilled blocks are gone: only a miss on block 1
+    tw2 = fleet(with_prefill(one_block, (tier,)), trace([0.0, 10.0], [1536] * 2, [2, 2], hashes))
     tw2.run_until(100.0)
     assert tw2.cached == [0, 0]
 
 
 def test_lru_evicts_least_recently_used_block() -> None:
-    tier = TierSpec("cpu", capacity_tokens_per_replica=2 * 512, bandwidth_bytes_per_s=1e12)
+    two_blocks = TOY.model_copy(update={"kv_capacity_tokens": 2 * 512})
     hashes = [(1,), (2,), (1,), (3,), (2,)]
-    tw = fleet(disagg(tiers=(tier,)), trace([0, 1, 2, 3, 4], [512] * 5, [2] * 5, hashes))
-    tw.set_tier_replicas("cpu", 1)
+    tw = fleet(with_prefill(two_blocks), trace([0, 1, 2, 3, 4], [512] * 5, [2] * 5, hashes))
     tw.run_until(100.0)
     # after 1,2,1,3 the cache holds {1,3}: 2 was least recently used
     assert tw.cached == [0, 0, 511, 0, 0]

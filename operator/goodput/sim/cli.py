@@ -20,33 +20,48 @@ DEMO_RATE = 2.0
 
 
 class ProgressBar:
-    """One line on stderr per controller, redrawn in place."""
+    """A bar per controller on stderr, redrawn in place on a terminal; one line per
+    finished controller otherwise (logs stay readable)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        self.tty = sys.stderr.isatty()
         self.current = ""
+        self.shown = -1
         self.t0 = time.perf_counter()
 
     def __call__(self, name: str, frac: float) -> None:
         if not self.enabled:
             return
         if name != self.current:
-            if self.current:
-                sys.stderr.write("\n")
+            self.close()
             self.current = name
             self.t0 = time.perf_counter()
+            self.shown = -1
+        pct = int(100 * min(1.0, frac))
+        if pct == self.shown:
+            return
+        self.shown = pct
+        if not self.tty:
+            return
         width = 30
         done = int(width * min(1.0, frac))
         sys.stderr.write(
-            f"\r  {name:<12} [{'#' * done}{'.' * (width - done)}] {100 * frac:5.1f}% "
+            f"\r  {name:<12} [{'#' * done}{'.' * (width - done)}] {pct:3d}% "
             f"{time.perf_counter() - self.t0:5.1f}s"
         )
         sys.stderr.flush()
 
     def close(self) -> None:
         if self.enabled and self.current:
-            sys.stderr.write("\n")
+            if self.tty:
+                sys.stderr.write("\n")
+            else:
+                sys.stderr.write(
+                    f"  {self.current:<12} done in {time.perf_counter() - self.t0:.1f}s\n"
+                )
             sys.stderr.flush()
+            self.current = ""
 
 
 def data_path(name: str) -> Path:

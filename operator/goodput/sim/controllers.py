@@ -14,11 +14,13 @@ import math
 from collections import deque
 from collections.abc import Callable
 
+import numpy as np
+
 from goodput.observation import Observation
 from goodput.plan import Allocation, Plan, PoolDecision
 from goodput.ports import Autoscaler
 from goodput.reasons import Reason
-from goodput.sim.engine import AGGREGATED, DECODE, PREFILL
+from goodput.sim.engine import AGGREGATED, DECODE, PREFILL, SERVING, STARTING, Twin
 from goodput.sim.scenario import Scenario
 from goodput.sim.traces import Trace
 
@@ -241,37 +243,74 @@ Evaluator = Callable[[dict[str, int], float, float], float]
 
 
 class Oracle:
-    """Per control interval, the allocation that the twin itself says gives the most
-    goodput for that interval's true arrivals (with the previous interval replayed
-    as warm-up so a backlog is not forgotten). Candidates are the budget-spending
-    splits; with more than 9, a coarse grid then the neighbours of its best. Applied
-    with no start-up delay (the harness runs it with startup 0). An upper bound
-    within the twin's own physics, not a proof of optimality."""
+    """Per control interval, the allocation the twin itself says gives the most goodput
+    for that interval's true arrivals: each candidate split is applied to a fork of
+    the live fleet (backlog, running batches and caches included; removed replicas
+    still drain; new ones serve at once), the interval is replayed, and then in-flight
+    work gets `horizon_s` to finish. The score is the good tokens of the requests that
+    were in flight at the decision or arrive during the interval. Candidates are the
+    budget-spending splits (more than 9: a coarse grid, then the neighbours of its
+    best); the current split wins ties. Run with no start-up delay. An upper bound
+    within the twin's physics for one-interval lookahead, not a proof of optimality."""
 
     name = "oracle"
 
-    def __init__(self, sc: Scenario, trace: Trace) -> None:
+    def __init__(self, sc: Scenario, trace: Trace, horizon_s: float = 60.0) -> None:
         self.sc = sc
         self.trace = trace
+        self.horizon_s = horizon_s
         self.candidates = splits(sc)
         self.evaluations = 0
+        self.twin: Twin | None = None
+        self._scope: list[int] = []
+
+    def attach(self, twin: Twin) -> None:
+        self.twin = twin
 
     def _score(self, alloc: dict[str, int], t0: float, t1: float) -> float:
-        from goodput.sim.harness import run, token_goodput
+        from goodput.sim.harness import Actuator, run, token_goodput
 
-        warm = self.sc.interval_s
-        lo = max(0.0, t0 - warm)
-        sub = self.trace.window(lo, t1, rebase=True)
-        if len(sub) == 0:
-            return 0.0
         self.evaluations += 1
-        res = run(self.sc, sub, None, initial=alloc, drain_horizon_s=60.0)
-        o = res.outcomes
-        keep = o.arrival >= (t0 - lo)
-        mask_o = type(o)(**{k: getattr(o, k)[keep] for k in o.__dataclass_fields__})
-        return token_goodput(mask_o, t1 - t0) - 1e-6 * sum(
-            n * self.sc.gpus[r] for r, n in alloc.items()
-        )
+        penalty = 1e-6 * sum(n * self.sc.gpus[r] for r, n in alloc.items())
+        if self.twin is None or t0 <= 0.0:  # before the run: an empty fleet
+            sub = self.trace.window(0.0, t1, rebase=True)
+            if len(sub) == 0:
+                return -penalty
+            res = run(self.sc, sub, None, initial=alloc, drain_horizon_s=self.horizon_s)
+            return token_goodput(res.outcomes, t1) - penalty
+        f = self.twin.fork()
+        act = Actuator(f, self.sc, 0.0)
+        act.target = {r: f.count(r, (STARTING, SERVING)) for r in self.sc.roles}
+        f.on_release = act.on_release
+        act.apply(alloc, {}, t0)
+        f.run_until(t1)
+        f.stop_arrivals()
+        f.run_until(t1 + self.horizon_s)
+        cfg = self.sc.twin
+        good = 0.0
+        arr, first, fin, out = f.arrival, f.first_token, f.finish, f.n_out
+        for i in self._scope:
+            ft = first[i]
+            if ft != ft or ft - arr[i] > cfg.ttft_slo_s:  # NaN or too slow
+                continue
+            if out[i] > 1:
+                e = fin[i]
+                if e != e or (e - ft) / (out[i] - 1) > cfg.itl_slo_s:
+                    continue
+            good += out[i] * cfg.pools[f.replicas[f.served_by[i]].role].quality
+        return good / (t1 - t0) - penalty
+
+    def _set_scope(self, t0: float, t1: float) -> None:
+        """Requests the decision can affect: unfinished at t0, or arriving before t1."""
+        tw = self.twin
+        if tw is None:
+            self._scope = []
+            return
+        lo = tw._next_arrival
+        hi = int(np.searchsorted(self.trace.arrival_s, t1, side="left"))
+        fin = np.asarray(tw.finish[:lo])
+        pending = np.flatnonzero(np.isnan(fin)).tolist()
+        self._scope = pending + list(range(lo, max(lo, hi)))
 
     def best(self, t0: float, t1: float, current: dict[str, int] | None = None) -> dict[str, int]:
         """The best candidate; the current allocation wins ties (within 0.5%), since a
@@ -303,6 +342,7 @@ class Oracle:
         return self.best(0.0, self.sc.interval_s)
 
     def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
+        self._set_scope(now, now + self.sc.interval_s)
         alloc = self.best(now, now + self.sc.interval_s, dict(current.pools))
         return make_plan(self.sc, alloc, current, "oracle: best for the next interval")
 

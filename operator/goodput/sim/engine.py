@@ -120,6 +120,14 @@ class Replica:
     def idle(self) -> bool:
         return not self.prefilling and self.n == 0
 
+    def clone(self) -> Replica:
+        r = Replica.__new__(Replica)
+        for name in Replica.__slots__:
+            setattr(r, name, getattr(self, name))
+        r.running = list(self.running)
+        r.prefill_batch = list(self.prefill_batch)
+        return r
+
 
 @dataclass
 class Counters:
@@ -165,15 +173,54 @@ class Twin:
         self.decode_q: deque[int] = deque()
         self.counters = Counters()
         self.tier_replicas: dict[str, int] = {t.name: 0 for t in cfg.tiers}
-        self._tiers: list[OrderedDict[int, None]] = [OrderedDict() for _ in cfg.tiers]
-        self._tier_cap_blocks: list[int] = [0 for _ in cfg.tiers]
-        self._tier_block_s: list[float] = []
         # Only one KV geometry per fleet: the decode (or aggregated) pool's model.
         self._serve_role = DECODE if cfg.disaggregated else AGGREGATED
         self._first_role = PREFILL if cfg.disaggregated else AGGREGATED
         kvb = cfg.pools[self._first_role].profile.kv_bytes_per_token
+        # Tier 0 of a disaggregated fleet is the prefill pool's own HBM (vLLM's automatic
+        # prefix cache; the pool acts as one cache under prefix-aware routing); hits there
+        # load nothing. Configured tiers follow, fastest first.
+        self._hbm = 1 if cfg.disaggregated else 0
+        n_tiers = self._hbm + len(cfg.tiers)
+        self._tiers: list[OrderedDict[int, None]] = [OrderedDict() for _ in range(n_tiers)]
+        self._tier_cap_blocks: list[int] = [0] * n_tiers
+        self._tier_block_s: list[float] = [0.0] * self._hbm
         for t in cfg.tiers:
             self._tier_block_s.append(cfg.block_tokens * kvb / t.bandwidth_bytes_per_s)
+
+    def fork(self) -> Twin:
+        """An independent copy of the fleet at this instant (for what-if evaluation:
+        the oracle scores candidate allocations from the real state, backlog included).
+        The trace and configuration are shared; `on_release` is not copied."""
+        f = Twin.__new__(Twin)
+        f.__dict__.update(self.__dict__)
+        f.on_release = None
+        f.first_token = list(self.first_token)
+        f.finish = list(self.finish)
+        f.cached = list(self.cached)
+        f.served_by = list(self.served_by)
+        f.join_step = list(self.join_step)
+        f.replicas = [r.clone() for r in self.replicas]
+        f.events = list(self.events)
+        f.prefill_q = deque(self.prefill_q)
+        f.decode_q = deque(self.decode_q)
+        c = self.counters
+        f.counters = Counters(
+            c.prompt_tokens,
+            c.cached_tokens,
+            c.generated_tokens,
+            c.prefill_busy_s,
+            list(c.completed),
+            list(c.prefilled),
+        )
+        f.tier_replicas = dict(self.tier_replicas)
+        f._tiers = [OrderedDict(t) for t in self._tiers]
+        f._tier_cap_blocks = list(self._tier_cap_blocks)
+        return f
+
+    def stop_arrivals(self) -> None:
+        """No further requests arrive (what-if runs end their horizon this way)."""
+        self._next_arrival = len(self.arrival)
 
     # ------------------------------------------------------------------ scaling API
 
@@ -202,6 +249,8 @@ class Twin:
             return False
         victim = min(serving, key=lambda r: (r.n + len(r.prefill_batch), -r.id))
         victim.state = DRAINING
+        if role == PREFILL:
+            self._resize_hbm_cache()
         if victim.idle():
             victim.state = GONE
             self._released(now)
@@ -211,10 +260,18 @@ class Twin:
         for i, t in enumerate(self.cfg.tiers):
             if t.name == name:
                 self.tier_replicas[name] = replicas
-                self._tier_cap_blocks[i] = (
+                self._tier_cap_blocks[self._hbm + i] = (
                     replicas * t.capacity_tokens_per_replica // self.cfg.block_tokens
                 )
-                self._evict(i)
+                self._evict(self._hbm + i)
+
+    def _resize_hbm_cache(self) -> None:
+        if not self._hbm:
+            return
+        serving = [r for r in self.replicas if r.role == PREFILL and r.state == SERVING]
+        tokens = sum(r.profile.kv_capacity_tokens for r in serving)
+        self._tier_cap_blocks[0] = tokens // self.cfg.block_tokens
+        self._evict(0)
 
     def count(self, role: str, states: tuple[int, ...]) -> int:
         return sum(1 for r in self.replicas if r.role == role and r.state in states)
@@ -279,6 +336,8 @@ class Twin:
             return
         rep.state = SERVING
         rep.t_step = now
+        if rep.role == PREFILL:
+            self._resize_hbm_cache()
         if rep.role == DECODE:
             self._admit_decode_queue(rep, now)
         else:

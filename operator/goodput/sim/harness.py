@@ -386,6 +386,8 @@ def run(
     actuator.apply(init, tiers0, 0.0)
     actuator.delay = delay
     actuator.actions = 0
+    if controller is not None and hasattr(controller, "attach"):
+        controller.attach(twin)
     observer = Observer(twin, sc)
     end = trace.duration_s
     interval = sc.interval_s
