@@ -461,3 +461,30 @@ def test_simulate_cli_demo_writes_json_plot_and_requests(tmp_path: Path) -> None
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("arrival_s,input_tokens,output_tokens,cached_prefix_tokens")
     assert len(lines) == 2834 + 1
+
+
+def test_goodput_plans_pass_the_actuator_behavior() -> None:
+    """The benchmark runs the planner as the operator does: a scale-down is held by
+    the policy's 300 s stabilization window (HPA default), a scale-up is not."""
+    from goodput.sim.controllers import WithBehavior
+
+    sc = scenario()
+    wishes = iter([{PREFILL: 2, DECODE: 6}, {PREFILL: 6, DECODE: 2}])
+
+    class Wish:
+        name = "wish"
+
+        def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
+            return make_plan(sc, next(wishes), current, "wish")
+
+    ctl = WithBehavior(Wish(), sc)
+    obs = Observation(timestamp=0.0, pools={})
+    cur = Allocation(pools={PREFILL: 4, DECODE: 4})
+    first = ctl.decide(obs, cur, 100.0)
+    # no recommendation history yet: both directions move
+    assert {r: d.replicas for r, d in first.pools.items()} == {PREFILL: 2, DECODE: 6}
+    second = ctl.decide(obs, Allocation(pools={PREFILL: 2, DECODE: 6}), 115.0)
+    # decode 6 -> 2 is held at 6: 100 s ago the recommendation was 6
+    assert second.pools[DECODE].replicas == 6
+    # scale-up step: max(100%, 4 pods) per 15 s allows 2 -> 6
+    assert second.pools[PREFILL].replicas == 6

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -350,12 +351,54 @@ class Oracle:
 # ---------------------------------------------------------------------------- goodput
 
 
-def goodput_planner(sc: Scenario) -> Autoscaler:
-    """This project's planner, exactly as the operator runs it."""
+class WithBehavior:
+    """A controller's plans passed through the actuator's HPA-style behavior
+    (stabilization windows and step limits from the policy), as the operator applies
+    them between the planner and the /scale writes."""
+
+    def __init__(self, inner: Autoscaler, sc: Scenario) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.sc = sc
+        self.history: list[Any] = []
+        self.last_up: float | None = None
+        self.last_down: float | None = None
+
+    def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
+        from goodput.actuator.behavior import PastRecommendation, apply_behavior
+
+        plan = self.inner.decide(observation, current, now)
+        desired = {r: d.replicas for r, d in plan.pools.items()}
+        desired.update({f"tier:{k}": v for k, v in plan.tiers.items()})
+        cur = dict(current.pools)
+        cur.update({f"tier:{k}": v for k, v in current.tiers.items()})
+        b = self.sc.spec.behavior
+        lim = apply_behavior(
+            desired, cur, self.history, b.scale_up, b.scale_down, now, self.last_up, self.last_down
+        )
+        self.history.append(PastRecommendation(now, desired))
+        horizon = max(
+            b.scale_up.stabilization_window_seconds, b.scale_down.stabilization_window_seconds
+        )
+        self.history = [h for h in self.history if now - h.time <= horizon]
+        out = lim.replicas
+        if any(out[k] > cur.get(k, out[k]) for k in out):
+            self.last_up = now
+        if any(out[k] < cur.get(k, out[k]) for k in out):
+            self.last_down = now
+        pools = {r: d.model_copy(update={"replicas": out[r]}) for r, d in plan.pools.items()}
+        tiers = {k: out[f"tier:{k}"] for k in plan.tiers}
+        total = sum(d.replicas * d.gpus_per_replica for d in pools.values())
+        return plan.model_copy(update={"pools": pools, "tiers": tiers, "total_gpus": total})
+
+
+def goodput_planner(sc: Scenario, behavior: bool = True) -> Autoscaler:
+    """This project's planner, exactly as the operator runs it: the planner's plan,
+    then the actuator's behavior limits."""
     from goodput.planner import GoodputPlanner
 
     planner: Autoscaler = GoodputPlanner(sc.spec)
-    return planner
+    return WithBehavior(planner, sc) if behavior else planner
 
 
 def planner_available() -> bool:
