@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,29 @@ def test_models_are_frozen() -> None:
     spec = GoodputPolicy.from_manifest(_manifest(_spec())).spec
     with pytest.raises(ValidationError):
         spec.gpu_budget = 100  # type: ignore[misc]
+
+
+class _ReadOnlyBody(Mapping[str, Any]):
+    """Like kopf's Body: a read-only mapping whose nested objects are mappings too."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._data[key]
+        return _ReadOnlyBody(value) if isinstance(value, dict) else value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def test_a_read_only_mapping_body_reads_like_a_dict() -> None:
+    behavior = {"scaleDown": {"stabilizationWindowSeconds": 10}}
+    doc = _manifest(_spec(behavior=behavior))
+    doc["metadata"].update(uid="u-1", generation=3, resourceVersion="42")
+    from_body = GoodputPolicy.from_manifest(_ReadOnlyBody(doc))
+    assert from_body == GoodputPolicy.from_manifest(doc)
+    assert [p.value for p in from_body.spec.behavior.scale_down.policies] == [100]

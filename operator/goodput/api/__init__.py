@@ -15,7 +15,15 @@ from goodput.api.spec import (
     Pool,
     PoolRole,
     Quality,
+    format_validation_error,
     parse_duration,
+)
+from goodput.api.status import (
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    GoodputPolicyStatus,
+    set_condition,
 )
 
 __all__ = [
@@ -25,13 +33,19 @@ __all__ = [
     "SLO",
     "VERSION",
     "Behavior",
+    "Condition",
+    "ConditionStatus",
+    "ConditionType",
     "GoodputPolicy",
     "GoodputPolicySpec",
+    "GoodputPolicyStatus",
     "KVCacheTier",
     "Metrics",
     "Mode",
     "Pool",
     "PoolRole",
     "Quality",
+    "format_validation_error",
     "parse_duration",
+    "set_condition",
 ]

@@ -10,6 +10,7 @@ same field. ``tests/integration/invalid/`` holds one manifest per rule.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -635,7 +636,7 @@ class Behavior(ApiModel):
     @classmethod
     def _direction_defaults(cls, data: Any) -> Any:
         """Fill a partly given scaleUp/scaleDown per direction, as the CRD's defaults do."""
-        if not isinstance(data, dict):
+        if not isinstance(data, Mapping):
             return data
         out = dict(data)
         for wire, snake, defaults in (
@@ -643,7 +644,7 @@ class Behavior(ApiModel):
             ("scaleDown", "scale_down", SCALE_DOWN_DEFAULTS),
         ):
             key = wire if wire in out else snake if snake in out else None
-            if key is not None and isinstance(out[key], dict):
+            if key is not None and isinstance(out[key], Mapping):
                 out[key] = {**defaults, **out[key]}
         return out
 
@@ -782,7 +783,7 @@ class GoodputPolicy(BaseModel):
     status: GoodputPolicyStatus | None = None
 
     @classmethod
-    def from_manifest(cls, doc: dict[str, Any]) -> GoodputPolicy:
+    def from_manifest(cls, doc: Mapping[str, Any]) -> GoodputPolicy:
         """Validate a manifest by its wire (camelCase) names only, as the API server does."""
         return cls.model_validate(doc, by_alias=True, by_name=False)
 
