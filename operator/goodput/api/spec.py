@@ -678,6 +678,13 @@ class GoodputPolicySpec(ApiModel):
                 reason="FieldValueInvalid",
             ),
             cel(
+                "self.pools.all(p, !has(p.gpusPerReplica) || p.gpusPerReplica <= self.gpuBudget)",
+                "a pool's gpusPerReplica must not exceed gpuBudget: "
+                "not even one replica of it would fit",
+                field_path=".pools",
+                reason="FieldValueInvalid",
+            ),
+            cel(
                 "!has(self.metrics) || !has(self.metrics.selectors) || "
                 "self.metrics.selectors.all(k, self.pools.exists(p, p.role == k))",
                 "selector keys must be roles of this policy's pools",
@@ -752,6 +759,12 @@ class GoodputPolicySpec(ApiModel):
                 f"the minimum replicas need {floor} GPUs (sum of minReplicas x "
                 f"gpusPerReplica over pools and tiers), more than gpuBudget ({self.gpu_budget})"
             )
+        for p in self.pools:
+            if p.gpus_per_replica is not None and p.gpus_per_replica > self.gpu_budget:
+                raise ValueError(
+                    f"pools: the {p.role} pool's gpusPerReplica ({p.gpus_per_replica}) must not "
+                    f"exceed gpuBudget ({self.gpu_budget}): not even one replica of it would fit"
+                )
         stray = sorted(set(self.metrics.selectors) - {str(r) for r in roles})
         if stray:
             raise ValueError(
