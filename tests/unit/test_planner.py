@@ -204,3 +204,52 @@ def test_cli_example_observation_and_json_plan(
     )
     assert "reason:" in capsys.readouterr().out
     assert EXAMPLE_OBSERVATION.pools["decode"].itl is not None
+
+
+def test_warm_up_holds_total_gpus_then_lets_go() -> None:
+    spec = disagg_spec(32)  # forecastHorizon (patience) 2m by default
+    planner = GoodputPlanner(spec)
+    current = Allocation(pools={"prefill": 4, "decode": 4})
+    early = planner.decide(observation(1.0, now=15.0), current, 15.0)
+    assert early.total_gpus == 8  # one quiet interval says little: keep the GPUs
+    for t in range(30, 300, 15):
+        late = planner.decide(observation(1.0, now=float(t)), current, float(t))
+    assert late.total_gpus == 2
+
+
+def test_a_lull_inside_the_patience_window_is_not_zero_demand() -> None:
+    spec = disagg_spec(32)
+    current = Allocation(pools={"prefill": 1, "decode": 1})
+    _, state = plan(spec, observation(60.0), current, None, 0.0)
+    lull, state = plan(
+        spec, observation(0.0, input_tokens=None, output_tokens=None), current, state, 15.0
+    )
+    assert lull.reason != Reason.ZeroDemand and lull.total_gpus > 2
+    for t in range(30, 300, 15):
+        quiet, state = plan(spec, observation(0.0), current, state, float(t))
+    assert quiet.reason == Reason.ZeroDemand and quiet.total_gpus == 2
+
+
+def test_a_few_short_prompts_do_not_swing_the_token_means() -> None:
+    spec = disagg_spec(64)
+    current = Allocation(pools={"prefill": 1, "decode": 1})
+    _, state = plan(spec, observation(40.0, input_tokens=4000.0), current, None, 0.0)
+    _, state = plan(spec, observation(0.2, input_tokens=100.0), current, state, 15.0)
+    assert state.last_traffic is not None
+    assert state.last_traffic[1] > 3500.0  # 12 short requests against 2400 long ones
+
+
+def test_a_queue_backlog_adds_demand() -> None:
+    spec = disagg_spec(64)
+    base = observation(30.0)
+    queued = base.model_copy(
+        update={
+            "pools": {
+                **base.pools,
+                "prefill": base.pools["prefill"].model_copy(update={"waiting_requests": 600.0}),
+            }
+        }
+    )
+    calm, _ = plan(spec, base, CURRENT, None, 0.0)
+    busy, _ = plan(spec, queued, CURRENT, None, 0.0)
+    assert busy.pools["prefill"].replicas > calm.pools["prefill"].replicas

@@ -97,3 +97,28 @@ def test_corrected_planner_plans_like_the_true_profile() -> None:
     assert corrected.allocation() == truth_plan.allocation()
     assert first is not None
     assert first.total_gpus > corrected.total_gpus  # the slow prior over-provisioned
+
+
+def true_median_ttft(rate: float, n: int) -> float:
+    demand = Demand(rate, 2000.0, 250.0)
+    lo, hi = 0.0, 10.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        att = prefill_curve(TRUTH, 1.0, demand, CacheEffect(), mid, n).attainment[n]
+        lo, hi = (mid, hi) if att < 0.5 else (lo, mid)
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("wrong_by", [0.5, 2.0])
+def test_median_ttft_correction_converges(wrong_by: float) -> None:
+    planner = GoodputPlanner(disagg_spec(32), profiles={NAME: scaled(TRUTH, wrong_by)})
+    current = Allocation(pools={"prefill": 4, "decode": 4})
+    for step in range(12):
+        obs = observation(
+            20.0,
+            ttft=LatencySummary(p50_s=true_median_ttft(20.0, 4), mean_s=99.0),  # p50 preferred
+            ready={"prefill": 4, "decode": 4},
+            now=15.0 * step,
+        )
+        planner.decide(obs, current, 15.0 * step)
+    assert planner.state.factors["prefill"].prefill * wrong_by == pytest.approx(1.0, abs=0.01)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from goodput.api.spec import GoodputPolicySpec, Pool, PoolRole, parse_duration
-from goodput.observation import LatencySummary, Observation
+from goodput.observation import LatencySummary, Observation, PoolObservation
 from goodput.plan import Allocation, Alternative, Plan, PoolDecision
 from goodput.planner import correction, explain, forecast
 from goodput.planner.correction import Factors
@@ -22,6 +22,7 @@ from goodput.planner.model import (
     aggregated_curve,
     decode_curve,
     prefill_curve,
+    prefill_service,
 )
 from goodput.planner.optimizer import (
     Candidate,
@@ -45,6 +46,15 @@ class PlannerState:
 
     forecast: forecast.ForecastState | None = None
     factors: dict[str, Factors] = field(default_factory=dict)
+    # Last interval with traffic: (time, mean input tokens, mean output tokens, weight);
+    # the means are request-weighted averages whose half-life is the patience window,
+    # so a lull with a handful of short requests does not swing the plan.
+    last_traffic: tuple[float, float, float, float] | None = None
+    # Warm-up: a long-running planner does not shrink the pools' total GPUs until it has
+    # seen one patience window of history (a single quiet interval says little about a
+    # bursty workload). One-shot planning (``goodput plan``) has no warm-up.
+    warmup: bool = False
+    started: float | None = None
 
 
 def resolve_profile(
@@ -92,6 +102,29 @@ def missing_signals(spec: GoodputPolicySpec, obs: Observation) -> list[str]:
     return out
 
 
+def _smooth_tokens(
+    last: tuple[float, float, float, float] | None,
+    now: float,
+    requests: float,
+    input_tokens: float,
+    output_tokens: float,
+    half_life_s: float,
+) -> tuple[float, float, float, float] | None:
+    if requests <= 0:
+        return last
+    if last is None:
+        return (now, input_tokens, output_tokens, requests)
+    then, mean_in, mean_out, weight = last
+    weight *= 0.5 ** (max(now - then, 0.0) / max(half_life_s, 1.0))
+    total = weight + requests
+    return (
+        now,
+        (weight * mean_in + requests * input_tokens) / total,
+        (weight * mean_out + requests * output_tokens) / total,
+        total,
+    )
+
+
 def _hold_reason(obs: Observation, missing: list[str]) -> Reason:
     if obs.unreachable:
         return Reason.PrometheusUnreachable
@@ -111,6 +144,16 @@ def _gpus(
     for tier in spec.kv_cache.tiers:
         total += tiers.get(tier.name, 0) * tier.gpus_per_replica
     return total
+
+
+def _ttft_statistic(summary: LatencySummary | None) -> tuple[str, float] | None:
+    """The median when the histogram gives one (a burst's backlog moves the mean far more
+    than the median), else the mean."""
+    if summary is None:
+        return None
+    if summary.p50_s is not None:
+        return ("p50", summary.p50_s)
+    return ("mean", summary.mean_s) if summary.mean_s is not None else None
 
 
 def _mean(summary: LatencySummary | None) -> float | None:
@@ -177,9 +220,10 @@ def _correct(
     demand: Demand,
     problem: Problem,
     factors: dict[str, Factors],
+    recent_rate: float,
 ) -> dict[str, Factors]:
     """Move each pool's factors toward the values that reproduce the observed mean TTFT
-    and ITL at the observed load and replica count."""
+    and ITL at the observed load and replica count (TTFT only in steady state)."""
     if demand.rate_rps <= 0:
         return factors
     eff = cache_effect(
@@ -194,17 +238,36 @@ def _correct(
         pool_obs = obs.pools.get(role)
         if n <= 0 or pool_obs is None:
             continue
+        ttft = _ttft_statistic(pool_obs.ttft)
+        if ttft is not None and not _steady(
+            ctx, role, out.get(role, Factors()), demand, eff, n, pool_obs, recent_rate
+        ):
+            ttft = None
         out[role] = _pool_factors(
-            ctx,
-            role,
-            out.get(role, Factors()),
-            demand,
-            eff,
-            n,
-            _mean(pool_obs.ttft),
-            _mean(pool_obs.itl),
+            ctx, role, out.get(role, Factors()), demand, eff, n, ttft, _mean(pool_obs.itl)
         )
     return out
+
+
+# Above this predicted utilization (or with a queue longer than the replica count) the
+# observed TTFT is dominated by backlog, which a steady-state model cannot explain.
+STEADY_UTILIZATION = 0.85
+
+
+def _steady(
+    ctx: _Context,
+    role: str,
+    f: Factors,
+    demand: Demand,
+    eff: CacheEffect,
+    n: int,
+    pool_obs: PoolObservation,
+    recent_rate: float,
+) -> bool:
+    if pool_obs.waiting_requests is not None and pool_obs.waiting_requests > n:
+        return False
+    fixed, variable = prefill_service(ctx.profiles[role], f.prefill, demand, eff)
+    return recent_rate * (fixed + variable) / n <= STEADY_UTILIZATION
 
 
 def _pool_factors(
@@ -214,17 +277,23 @@ def _pool_factors(
     demand: Demand,
     eff: CacheEffect,
     n: int,
-    ttft: float | None,
+    ttft: tuple[str, float] | None,
     itl: float | None,
 ) -> Factors:
+    """Mean statistics are matched directly; a median p50 by finding the factor at which
+    the predicted P(TTFT <= p50) is one half."""
     prof = ctx.profiles[role]
     fp, fd = f.prefill, f.decode
+    kind, value = ttft if ttft is not None else ("mean", 0.0)
+    slo = value if kind == "p50" else ctx.ttft_slo
 
     def ttft_at(x: float) -> float:
         if role == "aggregated":
-            curve, _ = aggregated_curve(prof, x, fd, demand, eff, ctx.ttft_slo, ctx.itl_slo, n)
+            curve, _ = aggregated_curve(prof, x, fd, demand, eff, slo, ctx.itl_slo, n)
         else:
-            curve = prefill_curve(prof, x, demand, eff, ctx.ttft_slo, n)
+            curve = prefill_curve(prof, x, demand, eff, slo, n)
+        if kind == "p50":
+            return 1.0 - float(curve.attainment[n])
         return float(curve.mean_latency[n])
 
     def itl_at(x: float) -> float:
@@ -235,7 +304,8 @@ def _pool_factors(
         return float(curve.mean_latency[n])
 
     if role in ("prefill", "aggregated") and ttft is not None:
-        fp = correction.blend(fp, correction.solve_factor(ttft_at, ttft))
+        target = 0.5 if kind == "p50" else value
+        fp = correction.blend(fp, correction.solve_factor(ttft_at, target))
     if role in ("decode", "aggregated") and itl is not None:
         fd = correction.blend(fd, correction.solve_factor(itl_at, itl))
     return Factors(fp, fd)
@@ -346,6 +416,7 @@ def plan(
 ) -> tuple[Plan, PlannerState]:
     """One planning step. Deterministic: the same arguments give the same plan and state."""
     state = state or PlannerState()
+    started = state.started if state.started is not None else now
     ctx = _context(spec, profiles)
     missing = missing_signals(spec, observation)
     if missing:
@@ -361,14 +432,34 @@ def plan(
     horizon = parse_duration(spec.behavior.startup_delay) + parse_duration(spec.behavior.interval)
     patience = parse_duration(spec.behavior.forecast_horizon)
     demand_rate, fstate = forecast.forecast(fstate, rate, horizon, patience)
-    if rate == 0.0:
-        new_state = PlannerState(fstate, state.factors)
+    last = _smooth_tokens(
+        state.last_traffic, now, rate * window, input_tokens, output_tokens, patience
+    )
+    # A lull inside the patience window keeps planning for the recent demand.
+    if rate == 0.0 and (last is None or now - last[0] > patience):
         return _minimums(
-            ctx, current, new_state, Reason.ZeroDemand, "no traffic: every pool at its minimum"
+            ctx,
+            current,
+            PlannerState(fstate, state.factors, last, state.warmup, started),
+            Reason.ZeroDemand,
+            f"no traffic for {patience:.0f}s: every pool at its minimum"
+            if last is not None
+            else "no traffic: every pool at its minimum",
         )
+    raw_input, raw_output = input_tokens, output_tokens
+    if last is not None:
+        _, input_tokens, output_tokens, _ = last
+    front = observation.pools.get(ctx.pools[0].role.value)
+    backlog = front.waiting_requests if front is not None else None
+    if backlog:
+        demand_rate += backlog / horizon  # queued work must drain within the horizon
 
     tiers = _tiers(ctx, current)
     hit = _first(observation, "prefix_cache_hit_rate") or 0.0
+    warm_floor = 0
+    if state.warmup and now - started < patience:
+        cur_pools = {p.role.value: current.pools.get(p.role.value, 0) for p in ctx.pools}
+        warm_floor = min(_gpus(spec, cur_pools, {}, ctx.gpr), spec.gpu_budget)
     floors = {}
     for pool in ctx.pools:
         role = pool.role.value
@@ -402,13 +493,24 @@ def plan(
             attainment_target=spec.slo.attainment,
             hit_fraction=hit,
             hit_max=_hit_max(ctx, tiers, hit),
+            min_pool_gpus=warm_floor,
         )
 
-    observed = Demand(rate, input_tokens, output_tokens)
+    # The queue seen now may hold work from the previous interval: judge steadiness by
+    # the higher of the two rates.
+    prev = state.forecast.level if state.forecast is not None else rate
+    # Latencies observed now belong to this window's requests: correct with their means.
+    observed = Demand(rate, raw_input, raw_output)
     factors = _correct(
-        ctx, observation, current, observed, problem_for(observed, state.factors), state.factors
+        ctx,
+        observation,
+        current,
+        observed,
+        problem_for(observed, state.factors),
+        state.factors,
+        max(prev, rate),
     )
-    new_state = PlannerState(fstate, factors)
+    new_state = PlannerState(fstate, factors, last, state.warmup, started)
     problem = problem_for(Demand(demand_rate, input_tokens, output_tokens), factors)
     result = optimize(problem)
     if result is None:
@@ -482,7 +584,7 @@ class GoodputPlanner:
     ) -> None:
         self.spec = spec
         self.profiles = dict(profiles) if profiles else None
-        self.state = PlannerState()
+        self.state = PlannerState(warmup=True)
 
     def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
         result, self.state = plan(self.spec, observation, current, self.state, now, self.profiles)
