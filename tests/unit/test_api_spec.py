@@ -73,7 +73,7 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["5", "1d", "-1s", "", "1 m", "ms", "1.s"])
+@pytest.mark.parametrize("text", ["5", "1d", "-1s", "", "1 m", "ms", "1.s", "5s\n", "1us"])
 def test_parse_duration_refuses_what_the_pattern_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)
@@ -275,3 +275,11 @@ def test_a_read_only_mapping_body_reads_like_a_dict() -> None:
     from_body = GoodputPolicy.from_manifest(_ReadOnlyBody(doc))
     assert from_body == GoodputPolicy.from_manifest(doc)
     assert [p.value for p in from_body.spec.behavior.scale_down.policies] == [100]
+
+
+def test_direction_defaults_respect_snake_case_names_in_python() -> None:
+    from goodput.api.spec import Behavior
+
+    b = Behavior(scale_down={"stabilization_window_seconds": 10})
+    assert b.scale_down.stabilization_window_seconds == 10
+    assert [p.value for p in b.scale_down.policies] == [100]

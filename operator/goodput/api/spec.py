@@ -73,7 +73,7 @@ def _validations(*rules: dict[str, str]) -> dict[str, Any]:
 
 def parse_duration(text: str) -> float:
     """Kubernetes/Go-style duration string ("500ms", "1m30s") to seconds."""
-    if not _DURATION_RE.match(text):
+    if not _DURATION_RE.fullmatch(text):
         raise ValueError(f"invalid duration {text!r}: use e.g. '500ms', '2s', '1m30s'")
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
@@ -89,7 +89,8 @@ def _valid_duration(text: str) -> str:
     return text
 
 
-_DURATION_DOC = "A duration such as '500ms', '2s', '1m30s' (units ms, s, m, h)."
+# The same pattern as a CEL string literal ("\." is not a valid CEL escape).
+_CEL_DURATION_PATTERN = DURATION_PATTERN.replace("\\.", "[.]")
 
 Duration = Annotated[
     StrictStr,
@@ -99,8 +100,7 @@ Duration = Annotated[
         json_schema_extra=_validations(
             cel(
                 # Guarded so a malformed string reports only the pattern error.
-                "!self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || "
-                "duration(self) > duration('0s')",
+                f"!self.matches('{_CEL_DURATION_PATTERN}') || duration(self) > duration('0s')",
                 "must be a positive duration such as '500ms' or '2m'",
                 reason="FieldValueInvalid",
             )
@@ -645,7 +645,11 @@ class Behavior(ApiModel):
         ):
             key = wire if wire in out else snake if snake in out else None
             if key is not None and isinstance(out[key], Mapping):
-                out[key] = {**defaults, **out[key]}
+                given = dict(out[key])
+                for name, field in ScalingRules.model_fields.items():
+                    if name not in given and field.alias not in given:
+                        given[field.alias or name] = defaults[field.alias or name]
+                out[key] = given
         return out
 
 
