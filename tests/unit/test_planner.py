@@ -253,3 +253,18 @@ def test_a_queue_backlog_adds_demand() -> None:
     calm, _ = plan(spec, base, CURRENT, None, 0.0)
     busy, _ = plan(spec, queued, CURRENT, None, 0.0)
     assert busy.pools["prefill"].replicas > calm.pools["prefill"].replicas
+
+
+def test_output_length_comes_from_the_decode_pool() -> None:
+    obs = observation(20.0, output_tokens=400.0)
+    prefill_says_one = obs.model_copy(
+        update={
+            "pools": {
+                **obs.pools,
+                "prefill": obs.pools["prefill"].model_copy(update={"mean_output_tokens": 1.0}),
+            }
+        }
+    )
+    a, _ = plan(disagg_spec(64), obs, CURRENT, None, 0.0)
+    b, _ = plan(disagg_spec(64), prefill_says_one, CURRENT, None, 0.0)
+    assert a.allocation() == b.allocation()

@@ -38,6 +38,9 @@ from goodput.reasons import Reason
 
 GIB = float(2**30)
 _DEMAND_ORDER = ("aggregated", "prefill", "decode")
+# A disaggregated prefill worker generates one token per request: output lengths come
+# from the decode pool first.
+_OUTPUT_ORDER = ("aggregated", "decode", "prefill")
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ def _ordered_pools(spec: GoodputPolicySpec) -> list[Pool]:
 def _first(obs: Observation, attr: str) -> float | None:
     """A demand signal from the first pool that has it (front pool first), skipping
     pools where the metrics layer listed it as missing."""
-    for role in (*_DEMAND_ORDER, *sorted(obs.pools)):
+    order = _OUTPUT_ORDER if attr == "mean_output_tokens" else _DEMAND_ORDER
+    for role in (*order, *sorted(obs.pools)):
         pool_obs = obs.pools.get(role)
         if pool_obs is None or f"{role}.{attr}" in obs.missing:
             continue
@@ -238,7 +242,10 @@ def _correct(
         pool_obs = obs.pools.get(role)
         if n <= 0 or pool_obs is None:
             continue
-        ttft = _ttft_statistic(pool_obs.ttft)
+        summary = pool_obs.ttft
+        if summary is None and role == "prefill" and "decode" in obs.pools:
+            summary = obs.pools["decode"].ttft  # TTFT measured where the first token leaves
+        ttft = _ttft_statistic(summary)
         if ttft is not None and not _steady(
             ctx, role, out.get(role, Factors()), demand, eff, n, pool_obs, recent_rate
         ):
