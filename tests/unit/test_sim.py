@@ -481,8 +481,9 @@ def test_goodput_plans_pass_the_actuator_behavior() -> None:
     obs = Observation(timestamp=0.0, pools={})
     cur = Allocation(pools={PREFILL: 4, DECODE: 4})
     first = ctl.decide(obs, cur, 100.0)
-    # no recommendation history yet: both directions move
-    assert {r: d.replicas for r, d in first.pools.items()} == {PREFILL: 2, DECODE: 6}
+    # the run starts mid-life at 4/4 (recommended at t=0, inside the 300 s window):
+    # prefill 4 -> 2 is held, decode 4 -> 6 is a scale-up and goes through
+    assert {r: d.replicas for r, d in first.pools.items()} == {PREFILL: 4, DECODE: 6}
     second = ctl.decide(obs, Allocation(pools={PREFILL: 2, DECODE: 6}), 115.0)
     # decode 6 -> 2 is held at 6: 100 s ago the recommendation was 6
     assert second.pools[DECODE].replicas == 6

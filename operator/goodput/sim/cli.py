@@ -9,14 +9,14 @@ from importlib import resources
 from pathlib import Path
 
 from goodput.sim import report
-from goodput.sim.controllers import CONTROLLERS, planner_available
+from goodput.sim.controllers import CONTROLLERS, EXTRA_CONTROLLERS, planner_available
 from goodput.sim.harness import compare
 from goodput.sim.scenario import build_scenario, load_policy
 from goodput.sim.traces import Trace, read_trace
 
 DEMO_TRACE = "azure2023_code_15min.csv"
 DEMO_POLICY = "demo-policy.yaml"
-DEMO_RATE = 2.0
+DEMO_RATE = 1.0
 
 
 class ProgressBar:
@@ -131,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
     names = args.controllers.split(",") if args.controllers else default_controllers()
     names = [n.strip() for n in names if n.strip()]
-    unknown = [n for n in names if n not in CONTROLLERS]
+    unknown = [n for n in names if n not in CONTROLLERS + EXTRA_CONTROLLERS]
     if unknown:
         ap.error(f"unknown controller(s) {unknown}; known: {', '.join(CONTROLLERS)}")
-    if "goodput" in names and not planner_available():
+    if any(n.startswith("goodput") for n in names) and not planner_available():
         ap.error("controller 'goodput' needs goodput.planner.GoodputPlanner (not installed)")
     if args.requests_out and args.controller and args.controller not in names:
         ap.error(f"--controller {args.controller} is not among --controllers")

@@ -1,6 +1,8 @@
 """The controllers the benchmark compares, all behind the Autoscaler protocol.
 
-- `goodput`: this project's planner (goodput.planner.GoodputPlanner), imported lazily.
+- `goodput`: this project's planner (goodput.planner.GoodputPlanner), imported lazily,
+  its plans passed through the actuator's behavior limits as in the operator
+  (`goodput-raw`: the same planner without them, a diagnostic).
 - `static-best`: the best fixed split for the whole trace, chosen with hindsight.
 - `reactive`: HPA-style, each pool on its own utilization target with HPA's defaults.
 - `sla-planner`: NVIDIA Dynamo's throughput-based SLA-planner rule.
@@ -26,6 +28,8 @@ from goodput.sim.scenario import Scenario
 from goodput.sim.traces import Trace
 
 CONTROLLERS = ("goodput", "static-best", "reactive", "sla-planner", "oracle")
+# Diagnostic extra: the planner's plans applied without the actuator's behavior limits.
+EXTRA_CONTROLLERS = ("goodput-raw",)
 
 
 def make_plan(sc: Scenario, pools: dict[str, int], current: Allocation, message: str) -> Plan:
@@ -115,7 +119,7 @@ class ReactiveHPA:
         self.sc = sc
         self.target = target
         self.tolerance = tolerance
-        self.window_s = float(sc.spec.behavior.scale_down.stabilization_window_seconds)
+        self.window_s = 300.0  # HPA's default scale-down stabilization window
         self.history: dict[str, deque[tuple[float, int]]] = {r: deque() for r in sc.roles}
 
     def _metric(self, role: str, obs: Observation, replicas: int) -> float | None:
@@ -149,6 +153,8 @@ class ReactiveHPA:
             if desired > cur:
                 desired = min(desired, max(2 * cur, cur + 4))
             hist = self.history[role]
+            if not hist:  # mid-life start: the initial allocation was recommended at t=0
+                hist.append((0.0, cur))
             hist.append((now, desired))
             while hist and hist[0][0] < now - self.window_s:
                 hist.popleft()
@@ -372,6 +378,10 @@ class WithBehavior:
         desired.update({f"tier:{k}": v for k, v in plan.tiers.items()})
         cur = dict(current.pools)
         cur.update({f"tier:{k}": v for k, v in current.tiers.items()})
+        if not self.history:
+            # The run starts mid-life, not at a cold start: the fleet has been at its
+            # initial allocation (every controller gets this same assumption).
+            self.history.append(PastRecommendation(0.0, dict(cur)))
         b = self.sc.spec.behavior
         lim = apply_behavior(
             desired, cur, self.history, b.scale_up, b.scale_down, now, self.last_up, self.last_down

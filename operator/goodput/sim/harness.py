@@ -487,6 +487,9 @@ def compare(
             results[name] = run(sc, trace, ctl.DynamoSlaPlanner(sc), progress=prog, name=name)
         elif name == "goodput":
             results[name] = run(sc, trace, ctl.goodput_planner(sc), progress=prog, name=name)
+        elif name == "goodput-raw":
+            planner = ctl.goodput_planner(sc, behavior=False)
+            results[name] = run(sc, trace, planner, progress=prog, name=name)
         else:
             raise ValueError(f"unknown controller {name!r}; known: {', '.join(ctl.CONTROLLERS)}")
     return results
