@@ -219,9 +219,9 @@ class Pool(ApiModel):
     gpus_per_replica: StrictInt | None = Field(
         None,
         ge=1,
-        le=64,
+        le=1024,  # wide expert parallelism: DeepSeek runs 144-GPU decode units
         description=(
-            "GPUs one replica holds (tensor parallel size x pipeline stages). Default: "
+            "GPUs one replica holds (TP x PP, or a whole expert-parallel group). Default: "
             "read from the pod template's nvidia.com/gpu limit. Set it when the "
             "workload cannot be read (e.g. a LeaderWorkerSet group spanning nodes); "
             "when set, the API server checks minReplicas x gpusPerReplica against gpuBudget."
@@ -303,7 +303,7 @@ class KVCacheTier(ApiModel):
     gpus_per_replica: StrictInt = Field(
         0,
         ge=0,
-        le=64,
+        le=1024,
         description="GPUs one tier replica holds; counted against gpuBudget (usually 0).",
     )
 
