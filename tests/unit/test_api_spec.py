@@ -283,3 +283,17 @@ def test_direction_defaults_respect_snake_case_names_in_python() -> None:
     b = Behavior(scale_down={"stabilization_window_seconds": 10})
     assert b.scale_down.stabilization_window_seconds == 10
     assert [p.value for p in b.scale_down.policies] == [100]
+
+
+def test_override_keys_are_exactly_what_the_metrics_layer_reads() -> None:
+    """The API's vocabulary and the metrics layer's must not drift apart."""
+    from goodput.api.spec import Metrics, Signal
+    from goodput.metrics.presets import FleetSignal
+    from goodput.metrics.presets import Signal as MetricsSignal
+    from goodput.metrics.promql import override_errors
+
+    assert {s.value for s in Signal} == {s.value for s in MetricsSignal} | {
+        FleetSignal.good_tokens_per_s.value
+    }
+    for key in override_keys():
+        assert override_errors(Metrics(overrides={key: "up"})) == [], key
