@@ -31,6 +31,7 @@ from goodput.api.status import (
 )
 from goodput.reasons import Reason
 from tests.harness.cluster import LocalCluster
+from tests.harness.process import wait_until
 from tests.harness.tools import REPO
 
 pytestmark = pytest.mark.integration
@@ -247,5 +248,15 @@ def test_status_round_trips_and_printer_columns_show_it(
 def test_kubectl_explain_shows_descriptions(
     crd_installed: LocalCluster, path: str, expected: str
 ) -> None:
-    out = crd_installed.kubectl("explain", path).stdout
-    assert expected in " ".join(out.split()), out
+    # The server publishes a new CRD's OpenAPI asynchronously: allow it a moment.
+    seen: list[str] = []
+
+    def shows() -> bool:
+        out = crd_installed.kubectl("explain", path, check=False).stdout
+        seen[:] = [out]
+        return expected in " ".join(out.split())
+
+    try:
+        wait_until(shows, 30, f"kubectl explain {path}")
+    except TimeoutError:
+        pytest.fail(f"{expected!r} not in:\n{seen[0] if seen else ''}")

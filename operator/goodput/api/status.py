@@ -29,6 +29,7 @@ _REASON_SCHEMA = {
     "pattern": r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
 }
 ReasonCode = Annotated[Reason, WithJsonSchema(_REASON_SCHEMA)]
+_REASONS = ", ".join(r.value for r in Reason)
 
 MAX_RECOMMENDATIONS = 512  # 2 h of history at a 15 s interval, more than any window
 
@@ -59,7 +60,9 @@ class Condition(ApiModel):
     )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: ReasonCode = Field(
-        description="CamelCase reason code, the same vocabulary as events and metrics."
+        description=(
+            f"CamelCase reason code, the same vocabulary as events and metrics: {_REASONS}."
+        )
     )
     message: str = Field("", max_length=32768, description="Human-readable details.")
     last_transition_time: datetime = Field(
@@ -130,7 +133,7 @@ class Decision(ApiModel):
     """The last plan, with the reason code shared by conditions, events and metrics."""
 
     time: datetime = Field(description="When the decision was made.")
-    reason: ReasonCode = Field(description="Reason code (goodput.reasons.Reason).")
+    reason: ReasonCode = Field(description=f"Why, as a reason code: {_REASONS}.")
     message: str = Field("", max_length=32768, description="Why, in words.")
     applied: bool = Field(
         False, description="True when the plan was written to the targets (mode Enforce)."
