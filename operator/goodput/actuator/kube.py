@@ -1,0 +1,133 @@
+"""The Kubernetes edge of the actuator: /scale reads and writes for any workload kind,
+the pods that hold GPUs, and other autoscalers on the same target.
+
+The kubernetes client is blocking, so every call runs in a worker thread
+(``asyncio.to_thread``) and kopf's event loop never waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from goodput.api.spec import TargetRef
+
+GPU_RESOURCE = "nvidia.com/gpu"
+REQUEST_TIMEOUT_S = 10  # every API call is bounded; the client has no default
+
+
+@dataclass(frozen=True)
+class WorkloadScale:
+    spec_replicas: int
+    status_replicas: int
+    selector: str
+    pods_present: int  # pods that exist and hold their GPUs (terminating included)
+    pods_ready: int
+    template_gpus: int | None  # nvidia.com/gpu limits of one replica's pod template
+
+
+def _template_gpus(obj: dict[str, Any]) -> int | None:
+    template = (obj.get("spec") or {}).get("template")
+    if not isinstance(template, dict):
+        return None
+    containers = (template.get("spec") or {}).get("containers") or []
+    total = 0
+    for c in containers:
+        limit = ((c.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE)
+        if limit is not None:
+            total += int(str(limit))
+    return total
+
+
+def _pod_holds_gpus(pod: Any) -> bool:
+    return pod.status is None or pod.status.phase not in ("Succeeded", "Failed")
+
+
+def _pod_ready(pod: Any) -> bool:
+    if pod.metadata.deletion_timestamp is not None or pod.status is None:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+class KubeScaleClient:
+    """Reads and writes the /scale subresource of any kind, through API discovery."""
+
+    def __init__(self, api_client: Any) -> None:
+        self._api_client = api_client
+        self._dynamic: Any = None
+        self._lock = threading.Lock()
+
+    def _dyn(self) -> Any:
+        from kubernetes.dynamic import DynamicClient
+
+        with self._lock:
+            if self._dynamic is None:
+                self._dynamic = DynamicClient(self._api_client)  # type: ignore[no-untyped-call]
+            return self._dynamic
+
+    def _resource(self, ref: TargetRef) -> Any:
+        return self._dyn().resources.get(api_version=ref.api_version, kind=ref.kind)
+
+    def _read(self, ref: TargetRef, namespace: str) -> WorkloadScale:
+        from kubernetes import client
+
+        resource = self._resource(ref)
+        scale = (
+            resource.subresources["scale"]
+            .get(name=ref.name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT_S)
+            .to_dict()
+        )
+        obj = resource.get(
+            name=ref.name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT_S
+        ).to_dict()
+        selector = (scale.get("status") or {}).get("selector") or ""
+        pods = (
+            client.CoreV1Api(self._api_client)
+            .list_namespaced_pod(
+                namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT_S
+            )
+            .items
+            if selector
+            else []
+        )
+        return WorkloadScale(
+            spec_replicas=int((scale.get("spec") or {}).get("replicas") or 0),
+            status_replicas=int((scale.get("status") or {}).get("replicas") or 0),
+            selector=selector,
+            pods_present=sum(1 for p in pods if _pod_holds_gpus(p)),
+            pods_ready=sum(1 for p in pods if _pod_ready(p)),
+            template_gpus=_template_gpus(obj),
+        )
+
+    def _write(self, ref: TargetRef, namespace: str, replicas: int) -> None:
+        self._resource(ref).subresources["scale"].patch(
+            body={"spec": {"replicas": replicas}},
+            name=ref.name,
+            namespace=namespace,
+            content_type="application/merge-patch+json",
+            _request_timeout=REQUEST_TIMEOUT_S,
+        )
+
+    def _autoscalers(self, ref: TargetRef, namespace: str) -> list[str]:
+        from kubernetes import client
+
+        hpas = client.AutoscalingV2Api(self._api_client).list_namespaced_horizontal_pod_autoscaler(
+            namespace, _request_timeout=REQUEST_TIMEOUT_S
+        )
+        return [
+            f"HorizontalPodAutoscaler/{h.metadata.name if h.metadata else '?'}"
+            for h in hpas.items
+            if h.spec.scale_target_ref.kind == ref.kind and h.spec.scale_target_ref.name == ref.name
+        ]
+
+    async def read(self, ref: TargetRef, namespace: str) -> WorkloadScale:
+        return await asyncio.to_thread(self._read, ref, namespace)
+
+    async def write(self, ref: TargetRef, namespace: str, replicas: int) -> None:
+        await asyncio.to_thread(self._write, ref, namespace, replicas)
+
+    async def other_autoscalers(self, ref: TargetRef, namespace: str) -> list[str]:
+        """HPAs (KEDA's included: it drives an HPA) that scale the same target."""
+        return await asyncio.to_thread(self._autoscalers, ref, namespace)

@@ -1,0 +1,1 @@
+"""The kopf operator: wiring of metrics, planner and actuator, status, events, /metrics."""

@@ -1,0 +1,109 @@
+"""The actuator's pure parts: budget-safe write order and HPA behavior."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from goodput.actuator.behavior import PastRecommendation, apply_behavior
+from goodput.actuator.budget import TargetState, budget_safe_writes, gpus_held
+from goodput.api.spec import ScalingPolicy, ScalingRules
+
+UNLIMITED = ScalingRules(stabilization_window_seconds=0, policies=[])
+
+
+def test_rebalance_shrinks_first_and_grows_only_when_pods_are_gone() -> None:
+    # 8 GPUs: prefill 4x1, decode 2x2; the plan moves 2 GPUs from prefill to decode.
+    targets = {"prefill": TargetState(4, 4, 1), "decode": TargetState(2, 2, 2)}
+    first = budget_safe_writes(targets, {"prefill": 2, "decode": 3}, budget=8)
+    assert first.replicas == {"prefill": 2}
+    assert first.deferred == {"decode": 3}
+    assert first.gpus_held_after == 8  # the prefill pods are still terminating
+    # The pods are gone: now the grow fits.
+    targets = {"prefill": TargetState(2, 2, 1), "decode": TargetState(2, 2, 2)}
+    second = budget_safe_writes(targets, {"prefill": 2, "decode": 3}, budget=8)
+    assert second.replicas == {"decode": 3}
+    assert second.deferred == {}
+    assert second.gpus_held_after == 8
+
+
+def test_grow_is_partial_when_only_part_fits() -> None:
+    targets = {"decode": TargetState(2, 2, 2), "prefill": TargetState(1, 1, 1)}
+    w = budget_safe_writes(targets, {"decode": 5, "prefill": 1}, budget=9)
+    assert w.replicas == {"decode": 4}
+    assert w.deferred == {"decode": 5}
+
+
+def test_over_budget_start_only_shrinks() -> None:
+    targets = {"decode": TargetState(6, 6, 2)}  # someone else scaled it to 12 GPUs
+    w = budget_safe_writes(targets, {"decode": 7}, budget=8)
+    assert w.replicas == {}
+    assert w.deferred == {"decode": 7}
+
+
+targets_st = st.dictionaries(
+    st.sampled_from(["prefill", "decode", "tier:cpu"]),
+    st.tuples(st.integers(0, 8), st.integers(0, 8), st.integers(0, 4)),
+    min_size=1,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(targets_st, st.data())
+def test_writes_never_exceed_the_budget_and_converge(raw: dict, data: st.DataObject) -> None:  # type: ignore[type-arg]
+    targets = {k: TargetState(s, p, g) for k, (s, p, g) in raw.items()}
+    budget = data.draw(st.integers(gpus_held(targets), gpus_held(targets) + 16))
+    desired = {k: data.draw(st.integers(0, 10)) for k in targets}
+    for _ in range(len(targets) + 2):
+        w = budget_safe_writes(targets, desired, budget)
+        assert w.gpus_held_after <= budget
+        for k, r in w.replicas.items():
+            # Shrinks land exactly; grows never overshoot the plan.
+            assert r == desired[k] if r < targets[k].spec_replicas else r <= desired[k]
+        # The writes land and terminated pods go away.
+        targets = {
+            k: TargetState(
+                w.replicas.get(k, t.spec_replicas),
+                w.replicas.get(k, t.spec_replicas),
+                t.gpus_per_replica,
+            )
+            for k, t in targets.items()
+        }
+        assert gpus_held(targets) <= budget
+    want_gpus = sum(desired[k] * t.gpus_per_replica for k, t in targets.items())
+    if want_gpus <= budget:
+        assert {k: t.spec_replicas for k, t in targets.items()} == desired
+
+
+def _rules(window: int, *policies: tuple[str, int, int]) -> ScalingRules:
+    return ScalingRules(
+        stabilization_window_seconds=window,
+        policies=[ScalingPolicy(type=t, value=v, period_seconds=p) for t, v, p in policies],
+    )
+
+
+def test_scale_down_follows_the_highest_recommendation_in_the_window() -> None:
+    history = [PastRecommendation(100.0, {"decode": 6}), PastRecommendation(350.0, {"decode": 4})]
+    out = apply_behavior({"decode": 2}, {"decode": 8}, history, UNLIMITED, _rules(300), now=400.0)
+    # t=100 is outside the 300 s window; t=350 is inside: hold at 4.
+    assert out.replicas == {"decode": 4}
+    assert out.stabilized == ["decode"]
+
+
+def test_scale_up_follows_the_lowest_recommendation_in_the_window() -> None:
+    history = [PastRecommendation(390.0, {"decode": 5})]
+    out = apply_behavior({"decode": 9}, {"decode": 3}, history, _rules(60), UNLIMITED, now=400.0)
+    assert out.replicas == {"decode": 5}
+
+
+def test_step_limits_follow_hpa_select_policy() -> None:
+    up = _rules(0, ("Percent", 100, 15), ("Replicas", 4, 15))
+    # Max: 100% of 2 = 2 vs 4 replicas -> +4.
+    assert apply_behavior({"p": 20}, {"p": 2}, [], up, UNLIMITED, now=0).replicas == {"p": 6}
+    up_min = up.model_copy(update={"select_policy": "Min"})
+    assert apply_behavior({"p": 20}, {"p": 2}, [], up_min, UNLIMITED, now=0).replicas == {"p": 4}
+    # A second step inside the period waits.
+    out = apply_behavior({"p": 20}, {"p": 6}, [], up, UNLIMITED, now=10, last_scale_up=0)
+    assert out.replicas == {"p": 6} and out.rate_limited == ["p"]
+    disabled = ScalingRules(select_policy="Disabled")
+    assert apply_behavior({"p": 1}, {"p": 6}, [], UNLIMITED, disabled, now=0).replicas == {"p": 6}
