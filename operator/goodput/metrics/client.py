@@ -94,7 +94,9 @@ class PrometheusClient:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
             raw = self._prom.custom_query(
-                promql, params={"time": f"{at:.3f}", "timeout": f"{timeout:.3f}s"}, timeout=timeout
+                promql,
+                params={"time": f"{at:.3f}", "timeout": f"{max(1, round(timeout * 1000))}ms"},
+                timeout=timeout,
             )
         except PrometheusApiClientException as e:
             msg = str(e)

@@ -2,7 +2,8 @@
 
 A signal lists *alternatives*: the first one whose series exist (and are fresh) is
 read, so one preset covers engine versions before and after a rename. Every name
-was checked against the upstream source cited next to it.
+was checked against the upstream source cited next to it. Names with ``:`` are
+also tried with ``_`` last (see :func:`escaped`).
 
 Sources (repository + path):
 
@@ -191,9 +192,39 @@ _DYNAMO: dict[Signal, tuple[Source, ...]] = {
     ),
 }
 
+
+def escaped(source: Source) -> Source:
+    """The same source with ``:`` in names turned into ``_``.
+
+    prometheus_client's OpenMetrics exposition (negotiated by Prometheus 2.x scrapes)
+    writes ``vllm:x`` samples as ``vllm_x`` under ``escaping=underscores``
+    (prometheus/client_python issue #1177, fix proposed in PR #1180), so engines using
+    an affected client land in Prometheus under the escaped names.
+    """
+    match source:
+        case CounterRate(m):
+            return CounterRate(m.replace(":", "_"))
+        case GaugeAgg(m, agg):
+            return GaugeAgg(m.replace(":", "_"), agg)
+        case RateRatio(n, d):
+            return RateRatio(n.replace(":", "_"), d.replace(":", "_"))
+        case HistogramOf(b):
+            return HistogramOf(b.replace(":", "_"))
+
+
+def _with_escaped_fallbacks(
+    table: dict[Signal, tuple[Source, ...]],
+) -> dict[Signal, tuple[Source, ...]]:
+    out = {}
+    for signal, alts in table.items():
+        extra = tuple(e for e in (escaped(a) for a in alts) if e not in alts)
+        out[signal] = alts + extra
+    return out
+
+
 PRESETS: dict[Preset, dict[Signal, tuple[Source, ...]]] = {
-    Preset.vllm: _VLLM,
-    Preset.sglang: _SGLANG,
+    Preset.vllm: _with_escaped_fallbacks(_VLLM),
+    Preset.sglang: _with_escaped_fallbacks(_SGLANG),
     Preset.dynamo: _DYNAMO,
 }
 
