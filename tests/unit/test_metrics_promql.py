@@ -109,6 +109,9 @@ def test_plan_inserts_each_pools_selector() -> None:
     assert kv == [
         'avg(vllm:kv_cache_usage_perc{pool="d"})',
         'avg(vllm:gpu_cache_usage_perc{pool="d"})',
+        # last: the same names as prometheus_client's OpenMetrics escaping stores them
+        'avg(vllm_kv_cache_usage_perc{pool="d"})',
+        'avg(vllm_gpu_cache_usage_perc{pool="d"})',
     ]
     assert pre.freshness_query is not None and 'pool="p"' in pre.freshness_query
     assert dec.signals[Signal.itl].key == "decode.itl"
