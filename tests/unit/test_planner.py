@@ -11,6 +11,7 @@ from goodput.observation import LatencySummary
 from goodput.plan import Allocation
 from goodput.planner import GoodputPlanner, plan
 from goodput.planner.cli import EXAMPLE_OBSERVATION, main
+from goodput.planner.planner import patient_floors
 from goodput.reasons import Reason
 
 from .planner_fixtures import aggregated_spec, disagg_spec, observation
@@ -206,15 +207,40 @@ def test_cli_example_observation_and_json_plan(
     assert EXAMPLE_OBSERVATION.pools["decode"].itl is not None
 
 
-def test_warm_up_holds_total_gpus_then_lets_go() -> None:
-    spec = disagg_spec(32)  # forecastHorizon (patience) 2m by default
+def test_patience_holds_replicas_then_lets_go() -> None:
+    spec = disagg_spec(32)  # scale-down stabilization 300 s by default (HPA's)
     planner = GoodputPlanner(spec)
     current = Allocation(pools={"prefill": 4, "decode": 4})
     early = planner.decide(observation(1.0, now=15.0), current, 15.0)
-    assert early.total_gpus == 8  # one quiet interval says little: keep the GPUs
-    for t in range(30, 300, 15):
+    assert early.allocation().pools == {"prefill": 4, "decode": 4}  # one quiet interval
+    assert early.binding_constraint == "scaleDownPatience"
+    assert "wants prefill 1, decode 1" in early.message
+    for t in range(30, 330, 15):
         late = planner.decide(observation(1.0, now=float(t)), current, float(t))
     assert late.total_gpus == 2
+
+
+def test_patience_never_blocks_moving_gpus_to_the_pool_that_needs_them() -> None:
+    spec = disagg_spec(8, max_p=8, max_d=8)
+    planner = GoodputPlanner(spec)
+    current = Allocation(pools={"prefill": 4, "decode": 4})
+    # Long prompts, one output token: prefill needs the whole budget now.
+    result = planner.decide(
+        observation(60.0, input_tokens=4000.0, output_tokens=2.0), current, 15.0
+    )
+    assert result.pools["prefill"].replicas > 4
+    assert result.total_gpus <= 8
+
+
+def test_patient_floors_fit_the_room() -> None:
+    gpr = {"prefill": 1, "decode": 2}
+    desired = {"prefill": 2, "decode": 1}
+    recent = [{"prefill": 6, "decode": 3}]
+    assert patient_floors(desired, recent, gpr, 100) == {"prefill": 6, "decode": 3}
+    # 4 + 4 = 8 extra GPUs wanted, 4 fit: half of each pool's extra
+    assert patient_floors(desired, recent, gpr, 4) == {"prefill": 4, "decode": 2}
+    assert patient_floors(desired, recent, gpr, 0) == desired
+    assert patient_floors(desired, [], gpr, 10) == desired
 
 
 def test_a_lull_inside_the_patience_window_is_not_zero_demand() -> None:

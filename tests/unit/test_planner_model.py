@@ -13,7 +13,9 @@ from goodput.planner.model import (
     decode_batch_cap,
     decode_curve,
     norm_cdf,
+    prefill_capacity_service,
     prefill_curve,
+    prefill_scv,
     prefill_service,
     queue_curve,
 )
@@ -42,12 +44,35 @@ def test_queue_serves_at_most_rho_max_of_capacity() -> None:
 
 
 def test_prefill_time_has_linear_and_quadratic_terms() -> None:
+    # Exponential prompt lengths with mean I: E[a + bL + cL^2] = a + bI + 2cI^2
     p = H100_70B
     for length in (512.0, 4096.0):
         fixed, variable = prefill_service(p, 1.0, Demand(1.0, length, 100.0), CacheEffect())
         assert fixed + variable == pytest.approx(
-            p.prefill_base_s + p.prefill_per_token_s * length + p.prefill_per_token2_s * length**2
+            p.prefill_base_s
+            + p.prefill_per_token_s * length
+            + 2 * p.prefill_per_token2_s * length**2
         )
+
+
+def test_prefill_scv_of_exponential_lengths() -> None:
+    # Linear cost only (b = 1, a = c = 0): S = L is exponential, SCV 1.
+    lin = H100_8B.model_copy(
+        update={"prefill_base_s": 0.0, "prefill_per_token_s": 1.0, "prefill_per_token2_s": 0.0}
+    )
+    assert prefill_scv(lin, Demand(1.0, 300.0, 1.0), CacheEffect()) == pytest.approx(1.0)
+    # Quadratic only: S = L^2, E = 2I^2, Var = 24I^4 - 4I^4 -> SCV 5.
+    quad = lin.model_copy(update={"prefill_per_token_s": 0.0, "prefill_per_token2_s": 1.0})
+    assert prefill_scv(quad, Demand(1.0, 300.0, 1.0), CacheEffect()) == pytest.approx(5.0)
+
+
+def test_batching_shares_the_fixed_cost_under_load() -> None:
+    p = H100_8B  # max_prefill_tokens 8192: four 2000-token prompts share one batch
+    demand = Demand(1.0, 2000.0, 100.0)
+    fixed, variable = prefill_service(p, 1.0, demand, CacheEffect())
+    assert prefill_capacity_service(p, 1.0, demand, CacheEffect()) == pytest.approx(
+        fixed / 4.096 + variable
+    )
 
 
 def test_cache_hits_remove_their_share_and_add_load_time() -> None:
@@ -58,7 +83,7 @@ def test_cache_hits_remove_their_share_and_add_load_time() -> None:
     cache = CacheEffect(0.4, load)
     fixed, variable = prefill_service(p, 1.0, demand, cache)
     assert variable == pytest.approx(
-        p.prefill_per_token_s * 2400 + p.prefill_per_token2_s * 2400 * 4000
+        p.prefill_per_token_s * 2400 + 2 * p.prefill_per_token2_s * 2400 * 4000
     )
     curve = prefill_curve(p, 1.0, Demand(1e-9, 4000.0, 100.0), cache, 10.0, 1)
     assert curve.mean_latency[1] == pytest.approx(fixed + variable + load, rel=1e-6)

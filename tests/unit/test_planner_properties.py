@@ -213,3 +213,26 @@ def test_missing_signals_hold_current(
     assert result.allocation().pools == current.pools
     assert result.total_gpus == sum(d.replicas * d.gpus_per_replica for d in result.pools.values())
     assert state.forecast is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(specs(), st.lists(st.floats(0.0, 300.0), min_size=2, max_size=12), st.data())
+def test_a_running_planner_stays_in_budget_and_bounds(
+    spec: GoodputPolicySpec, rates: list[float], data: st.DataObject
+) -> None:
+    from goodput.planner import GoodputPlanner
+
+    assume(min_gpus_fit(spec))
+    planner = GoodputPlanner(spec)
+    current = Allocation(
+        pools={
+            p.role.value: data.draw(st.integers(p.min_replicas, p.max_replicas)) for p in spec.pools
+        }
+    )
+    for i, rate in enumerate(rates):
+        now = 15.0 * i
+        result = planner.decide(obs_for(spec, rate, 2000.0, 200.0, 0.2, now=now), current, now)
+        assert result.total_gpus <= spec.gpu_budget
+        for p in spec.pools:
+            assert p.min_replicas <= result.pools[p.role.value].replicas <= p.max_replicas
+        current = result.allocation()

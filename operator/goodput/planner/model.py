@@ -85,36 +85,62 @@ def hit_rate_at(capacity_tokens: float, h_max: float) -> float:
 def prefill_service(
     prof: PerformanceProfile, factor: float, demand: Demand, cache: CacheEffect
 ) -> tuple[float, float]:
-    """(fixed seconds, mean variable seconds) of one request's prefill: hits skip their
-    share of the linear work, new tokens still attend over the whole prompt."""
+    """(fixed seconds, mean variable seconds) of one request's prefill. Prompt lengths
+    are exponential around the observed mean (E[L^2] = 2 mean^2); hits skip their share
+    of the work, new tokens still attend over the whole prompt."""
     length = demand.input_tokens
-    new = length * (1.0 - cache.hit_fraction)
+    keep = 1.0 - cache.hit_fraction
     fixed = factor * prof.prefill_base_s
-    variable = factor * (prof.prefill_per_token_s * new + prof.prefill_per_token2_s * new * length)
+    variable = (
+        factor
+        * keep
+        * (prof.prefill_per_token_s * length + prof.prefill_per_token2_s * 2.0 * length * length)
+    )
     return fixed, variable
 
 
-def _ttft_attainment(
-    threshold: float, fixed: float, variable: float, wait_p: Vec, theta: Vec
-) -> Vec:
+def prefill_scv(prof: PerformanceProfile, demand: Demand, cache: CacheEffect) -> float:
+    """Squared coefficient of variation of one prefill for exponential prompt lengths
+    (moments E[L^k] = k! mean^k), for Allen–Cunneen's variability factor."""
+    i = demand.input_tokens
+    keep = 1.0 - cache.hit_fraction
+    b, c = prof.prefill_per_token_s * keep, prof.prefill_per_token2_s * keep
+    mean = prof.prefill_base_s + b * i + 2.0 * c * i * i
+    var = b * b * i * i + 20.0 * c * c * i**4 + 8.0 * b * c * i**3
+    return var / max(mean * mean, 1e-300)
+
+
+def prefill_capacity_service(
+    prof: PerformanceProfile, factor: float, demand: Demand, cache: CacheEffect
+) -> float:
+    """Seconds of replica time per request under load, when prefills share a batch of
+    up to ``max_prefill_tokens`` new tokens and so share its fixed cost."""
+    fixed, variable = prefill_service(prof, factor, demand, cache)
+    new = max(demand.input_tokens * (1.0 - cache.hit_fraction), 1.0)
+    per_batch = max(1.0, prof.max_prefill_tokens / new)
+    return fixed / per_batch + variable
+
+
+def _ttft_attainment(threshold: float, fixed: float, variable: Vec, wait_p: Vec, theta: Vec) -> Vec:
     """P(W + S <= T) with S = fixed + Exp(mean=variable), W = 0 w.p. 1-C else Exp(theta)."""
     t = threshold - fixed
     if t <= 0:
         return np.zeros_like(wait_p)
-    eta = 1.0 / max(variable, 1e-12)
-    service_ok = 1.0 - math.exp(-eta * t)
+    eta = 1.0 / np.maximum(variable, 1e-12)
+    service_ok = 1.0 - np.exp(-eta * t)
     th = np.maximum(theta, 1e-12)
     close = np.abs(th - eta) < 1e-9 * eta
     safe = np.where(close, th + 1e-6 * eta, th)
-    both = 1.0 - (safe * math.exp(-eta * t) - eta * np.exp(-safe * t)) / (safe - eta)
-    erlang2 = 1.0 - math.exp(-eta * t) * (1.0 + eta * t)
+    both = 1.0 - (safe * np.exp(-eta * t) - eta * np.exp(-safe * t)) / (safe - eta)
+    erlang2 = 1.0 - np.exp(-eta * t) * (1.0 + eta * t)
     both = np.where(close, erlang2, both)
     out = (1.0 - wait_p) * service_ok + wait_p * both
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
 
 
 def queue_curve(n_max: int, rate: float, service_s: float, scv: float) -> tuple[Vec, Vec, Vec, Vec]:
-    """M/G/c for c = 0..n_max: served rate, P(wait), conditional-wait rate, mean wait."""
+    """M/G/c for c = 0..n_max: served rate, P(wait), conditional-wait rate, mean wait.
+    ``service_s`` is the replica time one request costs (what sets utilization)."""
     n = np.arange(n_max + 1, dtype=np.float64)
     capacity = n / service_s
     served = np.minimum(rate, RHO_MAX * capacity)
@@ -140,12 +166,21 @@ def prefill_curve(
 ) -> StageCurve:
     fixed, variable = prefill_service(prof, factor, demand, cache)
     fixed += extra_fixed_s
-    service = fixed + variable
-    scv = (variable / service) ** 2
-    served, wait_p, theta, mean_wait = queue_curve(n_max, demand.rate_rps, service, scv)
-    att = _ttft_attainment(ttft_slo_s - cache.load_s, fixed, variable, wait_p, theta)
+    capacity_service = prefill_capacity_service(prof, factor, demand, cache) + extra_fixed_s
+    scv = prefill_scv(prof, demand, cache)
+    served, wait_p, theta, mean_wait = queue_curve(n_max, demand.rate_rps, capacity_service, scv)
+    # Requests that queued together are prefilled in one batch and all wait for it:
+    # the queue (lambda*Wq, Little) is shared by n replicas, so about lambda*Wq/n others
+    # share a request's batch, up to the batch token budget.
+    new = max(demand.input_tokens * (1.0 - cache.hit_fraction), 1.0)
+    room = max(prof.max_prefill_tokens / new - 1.0, 0.0)
+    n = np.maximum(np.arange(n_max + 1, dtype=np.float64), 1.0)
+    queued = served * np.where(np.isfinite(mean_wait), mean_wait, 0.0) / n
+    mates = np.minimum(queued, room)
+    own = variable * (1.0 + mates)
+    att = _ttft_attainment(ttft_slo_s - cache.load_s, fixed, own, wait_p, theta)
     att[0] = 0.0
-    return StageCurve(served, att, mean_wait + service + cache.load_s)
+    return StageCurve(served, att, mean_wait + fixed + own + cache.load_s)
 
 
 def decode_batch_cap(prof: PerformanceProfile, demand: Demand) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from goodput.api.spec import GoodputPolicySpec, Pool, PoolRole, parse_duration
 from goodput.observation import LatencySummary, Observation, PoolObservation
@@ -58,6 +58,10 @@ class PlannerState:
     # bursty workload). One-shot planning (``goodput plan``) has no warm-up.
     warmup: bool = False
     started: float | None = None
+    # (time, replicas per pool) that recent plans wanted. A pool is shrunk only after
+    # max(forecastHorizon, scaleDown stabilization window) - but only as far as the
+    # budget allows, so GPUs can still move at once to the pool that needs them.
+    recent_desired: tuple[tuple[float, tuple[tuple[str, int], ...]], ...] = ()
 
 
 def resolve_profile(
@@ -463,10 +467,18 @@ def plan(
 
     tiers = _tiers(ctx, current)
     hit = _first(observation, "prefix_cache_hit_rate") or 0.0
-    warm_floor = 0
-    if state.warmup and now - started < patience:
-        cur_pools = {p.role.value: current.pools.get(p.role.value, 0) for p in ctx.pools}
-        warm_floor = min(_gpus(spec, cur_pools, {}, ctx.gpr), spec.gpu_budget)
+    recent = state.recent_desired
+    if state.warmup and state.started is None:
+        recent = (
+            (
+                now,
+                tuple(
+                    sorted((p.role.value, current.pools.get(p.role.value, 0)) for p in ctx.pools)
+                ),
+            ),
+        )
+    hold_s = max(patience, float(spec.behavior.scale_down.stabilization_window_seconds))
+    recent = tuple((t, d) for t, d in recent if now - t < hold_s)
     floors = {}
     for pool in ctx.pools:
         role = pool.role.value
@@ -500,7 +512,7 @@ def plan(
             attainment_target=spec.slo.attainment,
             hit_fraction=hit,
             hit_max=_hit_max(ctx, tiers, hit),
-            min_pool_gpus=warm_floor,
+            min_pool_gpus=0,
         )
 
     # The queue seen now may hold work from the previous interval: judge steadiness by
@@ -517,7 +529,7 @@ def plan(
         state.factors,
         max(prev, rate),
     )
-    new_state = PlannerState(fstate, factors, last, state.warmup, started)
+    new_state = PlannerState(fstate, factors, last, state.warmup, started, recent)
     problem = problem_for(Demand(demand_rate, input_tokens, output_tokens), factors)
     result = optimize(problem)
     if result is None:
@@ -529,7 +541,54 @@ def plan(
             f"the pools' minimum replicas need more than gpuBudget {spec.gpu_budget} GPUs;"
             " planning the minimums",
         )
-    return _finish(ctx, problem, result, current, floors, rate, quality), new_state
+    # Patience: remember what each plan wanted (not what patience made it take, or it
+    # would feed itself) and keep each pool at its recent maximum where budget allows.
+    desired = dict(result.chosen.pools)
+    held = False
+    if state.warmup:
+        new_state = replace(
+            new_state, recent_desired=(*recent, (now, tuple(sorted(desired.items()))))
+        )
+        room = spec.gpu_budget - result.chosen.gpus
+        keep = patient_floors(desired, [dict(d) for _, d in recent], ctx.gpr, room)
+        if keep != desired:
+            pools = tuple(replace(p, lo=max(p.lo, min(keep[p.role], p.hi))) for p in problem.pools)
+            kept = optimize(replace(problem, pools=pools))
+            if kept is not None:
+                result, held = kept, True
+    plan_out = _finish(ctx, problem, result, current, floors, rate, quality)
+    if held and result.satisfiable:
+        wanted = ", ".join(f"{r} {n}" for r, n in desired.items())
+        plan_out = plan_out.model_copy(
+            update={
+                "binding_constraint": "scaleDownPatience",
+                "message": plan_out.message
+                + f"; holding replicas that plans of the last {hold_s:.0f}s wanted"
+                f" (this one alone wants {wanted})",
+            }
+        )
+    return plan_out, new_state
+
+
+def patient_floors(
+    desired: Mapping[str, int],
+    recent: list[dict[str, int]],
+    gpr: Mapping[str, int],
+    room_gpus: int,
+) -> dict[str, int]:
+    """Each pool at the most any recent plan wanted, never below ``desired``; when the
+    extra replicas do not fit in ``room_gpus``, they are cut (proportionally, then one
+    by one in role order) so the plan itself always fits."""
+    extra = {
+        r: max(0, max((d.get(r, 0) for d in recent), default=0) - n) for r, n in desired.items()
+    }
+    need = sum(extra[r] * gpr[r] for r in extra)
+    if need > room_gpus:
+        scale = max(room_gpus, 0) / need
+        extra = {r: int(e * scale) for r, e in extra.items()}
+    used = sum(extra[r] * gpr[r] for r in extra)
+    out = {r: desired[r] + extra[r] for r in desired}
+    return out if used <= room_gpus else dict(desired)
 
 
 def _finish(
