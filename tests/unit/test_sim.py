@@ -489,3 +489,30 @@ def test_goodput_plans_pass_the_actuator_behavior() -> None:
     assert second.pools[DECODE].replicas == 6
     # scale-up step: max(100%, 4 pods) per 15 s allows 2 -> 6
     assert second.pools[PREFILL].replicas == 6
+
+
+def test_exporter_speaks_vllm_and_matches_the_twin() -> None:
+    """Simulated pods expose vLLM-format series whose values are the twin's truth."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from goodput.sim.exporter import registry_for
+
+    tw = fleet(disagg(), busy_trace(n=300, span=30.0), p=2, d=2)
+    tw.run_until(40.0)
+    text = generate_latest(registry_for(tw)).decode()
+    fam = {f.name: f for f in text_string_to_metric_families(text)}
+    o = outcomes(tw)
+    finished = int(np.sum(np.isfinite(np.asarray(tw.finish))))
+    success = fam["vllm:request_success"].samples
+    assert {s.labels["pool"] for s in success} == {DECODE}
+    assert sum(s.value for s in success if s.name.endswith("_total")) == finished
+    # TTFT histogram: the 0.25 s bucket of all prefill pods counts the twin's TTFTs <= 0.25
+    ttft = fam["vllm:time_to_first_token_seconds"].samples
+    le = [s for s in ttft if s.name.endswith("_bucket") and s.labels["le"] == "0.25"]
+    assert len(le) == 2
+    assert sum(s.value for s in le) == int(np.sum(o.ttft <= 0.25))
+    count = sum(s.value for s in ttft if s.name.endswith("_count"))
+    assert count == int(np.sum(np.isfinite(o.ttft)))
+    kv = [s for s in fam["vllm:kv_cache_usage_perc"].samples if s.labels["pool"] == DECODE]
+    assert all(0.0 <= s.value <= 1.0 for s in kv)

@@ -163,6 +163,7 @@ class Twin:
         self.finish = [nan] * n
         self.cached = [0] * n
         self.served_by = [-1] * n
+        self.prefilled_by = [-1] * n
         self.join_step = [0] * n
         self.replicas: list[Replica] = []
         self.events: list[tuple[float, int, int, int, int]] = []
@@ -199,6 +200,7 @@ class Twin:
         f.finish = list(self.finish)
         f.cached = list(self.cached)
         f.served_by = list(self.served_by)
+        f.prefilled_by = list(self.prefilled_by)
         f.join_step = list(self.join_step)
         f.replicas = [r.clone() for r in self.replicas]
         f.events = list(self.events)
@@ -449,6 +451,7 @@ class Twin:
                 reserved += need
             q.popleft()
             batch.append(i)
+            self.prefilled_by[i] = rep.id
             self.cached[i] = self.n_in[i] - u if hit else 0
             tot += u
             sq += float(u) * u
