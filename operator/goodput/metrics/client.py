@@ -38,7 +38,7 @@ class Sample:
 
 class QueryError(Exception):
     """A query that failed after its retries. ``transient`` errors (connection, timeout,
-    408/429/5xx) were retried; the others (bad PromQL, 401/403) were not."""
+    408/429/5xx) were retried; the others (bad PromQL, 401/403, TLS) were not."""
 
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)
@@ -101,6 +101,8 @@ class PrometheusClient:
         except PrometheusApiClientException as e:
             msg = str(e)
             raise QueryError(msg[:500], transient=msg.startswith(_TRANSIENT_STATUS)) from e
+        except requests.exceptions.SSLError as e:  # a wrong CA does not heal on retry
+            raise QueryError(f"TLS: {e}"[:500], transient=False) from e
         except (requests.ConnectionError, requests.Timeout) as e:
             raise QueryError(f"{type(e).__name__}: {e}"[:500], transient=True) from e
         except (requests.RequestException, ValueError, KeyError, TypeError) as e:
