@@ -12,7 +12,7 @@ from goodput.sim import report
 from goodput.sim.controllers import CONTROLLERS, EXTRA_CONTROLLERS, planner_available
 from goodput.sim.harness import compare
 from goodput.sim.scenario import build_scenario, load_policy
-from goodput.sim.traces import Trace, read_trace
+from goodput.sim.traces import Trace, read_rate_curve, read_trace, synthesize_from_rates
 
 DEMO_TRACE = "azure2023_code_15min.csv"
 DEMO_POLICY = "demo-policy.yaml"
@@ -68,6 +68,27 @@ def data_path(name: str) -> Path:
     return Path(str(resources.files("goodput.sim").joinpath("data", name)))
 
 
+def load_trace(path: str, args: argparse.Namespace) -> Trace:
+    with open(path) as f:
+        header = f.readline()
+    if "total_rate_rps" not in header:
+        return read_trace(path)
+    if not args.lengths_from:
+        raise SystemExit("goodput simulate: a rate curve needs --lengths-from TRACE")
+    starts, rates = read_rate_curve(path)
+    day = (86400.0 * args.day, 86400.0 * (args.day + 1))
+    return synthesize_from_rates(
+        starts,
+        rates,
+        read_trace(args.lengths_from),
+        seed=args.seed,
+        compress=args.compress,
+        mean_rps=args.mean_rps,
+        span_s=day,
+        name=Path(path).stem,
+    )
+
+
 def default_controllers() -> list[str]:
     return [c for c in CONTROLLERS if c != "goodput" or planner_available()]
 
@@ -79,7 +100,20 @@ def main(argv: list[str] | None = None) -> int:
         "under one GPU budget, SLO and performance profile.",
     )
     ap.add_argument("--policy", help="GoodputPolicy YAML (budget, pools, SLO, behavior)")
-    ap.add_argument("--trace", help="Azure CSV or Mooncake JSONL trace")
+    ap.add_argument(
+        "--trace",
+        help="Azure CSV, Mooncake JSONL, or a ServeGen rate curve CSV "
+        "(window_start_s,total_rate_rps; needs --lengths-from)",
+    )
+    ap.add_argument("--lengths-from", help="trace whose (input, output) pairs a rate curve draws")
+    ap.add_argument(
+        "--compress",
+        type=float,
+        default=24.0,
+        help="rate curve: time compression (24 = a day in an hour)",
+    )
+    ap.add_argument("--mean-rps", type=float, help="rate curve: rescale to this mean rate")
+    ap.add_argument("--day", type=int, default=0, help="rate curve: which day (0 = first)")
     ap.add_argument(
         "--demo",
         action="store_true",
@@ -122,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.budget is not None:
         spec = spec.model_copy(update={"gpu_budget": args.budget})
     sc = build_scenario(spec)
-    trace: Trace = read_trace(trace_path)
+    trace = load_trace(trace_path, args)
     if args.duration is not None or args.start:
         end = args.start + (args.duration if args.duration is not None else trace.duration_s)
         trace = trace.window(args.start, end)
@@ -140,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--controller {args.controller} is not among --controllers")
 
     print(
-        f"trace {trace_path} ({len(trace)} requests over {trace.duration_s / 60:.1f} min"
+        f"trace {trace_path} ({trace.note}; {len(trace)} requests over "
+        f"{trace.duration_s / 60:.1f} min"
         f"{', rate x' + format(rate, 'g') if rate != 1.0 else ''}); policy {policy_path}; "
         f"budget {sc.budget} GPUs; SLO TTFT {spec.slo.ttft} ITL {spec.slo.itl}; "
         f"interval {sc.interval_s:g}s; startup {sc.startup_delay_s:g}s; seed {args.seed}"
