@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export GOTOOLCHAIN := local
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test test-unit test-integration lint bench tools system-deps venv clean
+.PHONY: demo test test-unit test-integration lint bench tools system-deps venv crds clean
 
 demo: $(STAMP)
 	$(VENV)/bin/goodput simulate --demo --plot out/demo.png
@@ -33,10 +33,10 @@ test-unit: $(STAMP)
 
 # Debian's Prometheus, installed only when missing (CI starts bare).
 system-deps:
-	@command -v prometheus >/dev/null || ( \
-	  echo "installing Debian packages: prometheus"; \
+	@command -v prometheus >/dev/null && command -v openssl >/dev/null || ( \
+	  echo "installing Debian packages: prometheus openssl"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null && \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus openssl >/dev/null && \
 	  $$SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; \
 	  $$SUDO pkill -x prometheus || true )
 
@@ -45,6 +45,11 @@ tools:
 
 test-integration: $(STAMP) system-deps tools
 	$(PY) -m pytest -q -m integration tests/integration
+
+# Regenerate the CRD from the models, and the chart's copy of it.
+crds: $(STAMP)
+	$(VENV)/bin/goodput crd -o crds/goodput.dev_goodputpolicies.yaml
+	cp crds/goodput.dev_goodputpolicies.yaml helm/goodput-operator/files/
 
 bench: $(STAMP)
 	$(VENV)/bin/goodput bench --out BENCHMARKS.md

@@ -93,14 +93,20 @@ build_kwok() {
   rm -rf "$kwok_dir" && mv "$kwok_dir.tmp" "$kwok_dir"
 }
 
-helm_dir="$BIN/helm-$HELM_VERSION"
+# helm's default Kubernetes version (helm template/lint) is stamped to ours, so it is
+# part of the cache key.
+K8S_MINOR="${K8S_VERSION#v1.}"; K8S_MINOR="${K8S_MINOR%%.*}"
+helm_dir="$BIN/helm-$HELM_VERSION-k8s1.$K8S_MINOR"
 build_helm() {
   [ -x "$helm_dir/helm" ] && { log "helm $HELM_VERSION cached"; return; }
   log "building helm $HELM_VERSION"
-  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   mkdir -p "$helm_dir.tmp"
-  GOBIN="$helm_dir.tmp" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  ld="$ld -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld="$ld -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$K8S_MINOR"
+  done
+  GOBIN="$helm_dir.tmp" go install -trimpath -ldflags "$ld" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   rm -rf "$helm_dir" && mv "$helm_dir.tmp" "$helm_dir"
 }
