@@ -91,7 +91,6 @@ class Problem:
     attainment_target: float
     hit_fraction: float  # observed, at the current tier sizes
     hit_max: float  # saturation hit rate of the capacity model
-    min_pool_gpus: int = 0  # pools may not shrink below this many GPUs in total (warm-up)
 
 
 def cache_effect(problem: Problem, sizes: tuple[int, ...], hbm_tokens: float) -> CacheEffect:
@@ -169,7 +168,6 @@ def _scan_aggregated(
     best = float(good[n_max])
     thr, _ = _threshold(best, problem)
     first = int(np.searchsorted(good[pool.lo :], thr, side="left")) + pool.lo
-    first = max(first, -(-problem.min_pool_gpus // pool.gpus_per_replica))
     first = min(first, n_max)
     picks = dict.fromkeys(n for n in (first, first - 1, first + 1, n_max) if pool.lo <= n <= n_max)
     return [
@@ -189,10 +187,8 @@ def _scan_aggregated(
     ]
 
 
-def _pick(cands: list[Candidate], thr: float, min_gpus: int) -> tuple[Candidate, Candidate | None]:
+def _pick(cands: list[Candidate], thr: float) -> tuple[Candidate, Candidate | None]:
     ok = [c for c in cands if c.goodput_rps >= thr]
-    floor = [c for c in ok if c.gpus >= min_gpus]
-    ok = floor or ok
     ranked = sorted(ok, key=lambda c: (c.gpus, -c.goodput_rps, sorted(c.pools.items())))
     chosen = ranked[0]
     rest = [c for c in cands if c is not chosen]
@@ -253,8 +249,7 @@ def _scan_disaggregated(
     thr, _ = _threshold(best, problem)
     reach = g_hi >= thr
     ps, d_hi = ps[reach], d_hi[reach]
-    floor_d = -(-(problem.min_pool_gpus - ps * gp) // gd)
-    lo = np.minimum(np.maximum(floor_d, dec.lo), d_hi)
+    lo = np.full_like(d_hi, dec.lo)
     hi = d_hi.copy()
     while np.any(lo < hi):
         mid = (lo + hi) // 2
@@ -328,5 +323,5 @@ def optimize(problem: Problem) -> Result | None:
         return None
     best = max(cands, key=lambda c: (c.goodput_rps, -c.gpus))
     thr, meets = _threshold(best.goodput_rps, problem)
-    chosen, runner = _pick(cands, thr, problem.min_pool_gpus)
+    chosen, runner = _pick(cands, thr)
     return Result(chosen, runner, best, meets)

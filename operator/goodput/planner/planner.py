@@ -53,10 +53,10 @@ class PlannerState:
     # the means are request-weighted averages whose half-life is the patience window,
     # so a lull with a handful of short requests does not swing the plan.
     last_traffic: tuple[float, float, float, float] | None = None
-    # Warm-up: a long-running planner does not shrink the pools' total GPUs until it has
-    # seen one patience window of history (a single quiet interval says little about a
-    # bursty workload). One-shot planning (``goodput plan``) has no warm-up.
-    warmup: bool = False
+    # Patience on the way down (long-running planners only; one-shot ``goodput plan``
+    # has no history to be patient with). ``started`` is None until the first step,
+    # which seeds the history with the allocation found running.
+    patient: bool = False
     started: float | None = None
     # (time, replicas per pool) that recent plans wanted. A pool is shrunk only after
     # max(forecastHorizon, scaleDown stabilization window) - but only as far as the
@@ -451,7 +451,7 @@ def plan(
         return _minimums(
             ctx,
             current,
-            PlannerState(fstate, state.factors, last, state.warmup, started),
+            PlannerState(fstate, state.factors, last, state.patient, started),
             Reason.ZeroDemand,
             f"no traffic for {patience:.0f}s: every pool at its minimum"
             if last is not None
@@ -468,7 +468,7 @@ def plan(
     tiers = _tiers(ctx, current)
     hit = _first(observation, "prefix_cache_hit_rate") or 0.0
     recent = state.recent_desired
-    if state.warmup and state.started is None:
+    if state.patient and state.started is None:
         recent = (
             (
                 now,
@@ -512,7 +512,6 @@ def plan(
             attainment_target=spec.slo.attainment,
             hit_fraction=hit,
             hit_max=_hit_max(ctx, tiers, hit),
-            min_pool_gpus=0,
         )
 
     # The queue seen now may hold work from the previous interval: judge steadiness by
@@ -529,7 +528,7 @@ def plan(
         state.factors,
         max(prev, rate),
     )
-    new_state = PlannerState(fstate, factors, last, state.warmup, started, recent)
+    new_state = PlannerState(fstate, factors, last, state.patient, started, recent)
     problem = problem_for(Demand(demand_rate, input_tokens, output_tokens), factors)
     result = optimize(problem)
     if result is None:
@@ -545,7 +544,7 @@ def plan(
     # would feed itself) and keep each pool at its recent maximum where budget allows.
     desired = dict(result.chosen.pools)
     held = False
-    if state.warmup:
+    if state.patient:
         new_state = replace(
             new_state, recent_desired=(*recent, (now, tuple(sorted(desired.items()))))
         )
@@ -577,8 +576,8 @@ def patient_floors(
     room_gpus: int,
 ) -> dict[str, int]:
     """Each pool at the most any recent plan wanted, never below ``desired``; when the
-    extra replicas do not fit in ``room_gpus``, they are cut (proportionally, then one
-    by one in role order) so the plan itself always fits."""
+    extra replicas do not fit in ``room_gpus``, they are cut proportionally (rounded
+    down), so the plan that needs GPUs now always gets them."""
     extra = {
         r: max(0, max((d.get(r, 0) for d in recent), default=0) - n) for r, n in desired.items()
     }
@@ -650,7 +649,7 @@ class GoodputPlanner:
     ) -> None:
         self.spec = spec
         self.profiles = dict(profiles) if profiles else None
-        self.state = PlannerState(warmup=True)
+        self.state = PlannerState(patient=True)
 
     def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
         result, self.state = plan(self.spec, observation, current, self.state, now, self.profiles)
