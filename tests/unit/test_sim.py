@@ -516,3 +516,27 @@ def test_exporter_speaks_vllm_and_matches_the_twin() -> None:
     assert count == int(np.sum(np.isfinite(o.ttft)))
     kv = [s for s in fam["vllm:kv_cache_usage_perc"].samples if s.labels["pool"] == DECODE]
     assert all(0.0 <= s.value <= 1.0 for s in kv)
+
+
+def test_aggregated_fleet_under_load_finishes_everything() -> None:
+    prof = load_profile("llama-3.1-8b-h100-tp1")
+    cfg = TwinConfig(pools={AGGREGATED: PoolSpec(AGGREGATED, prof)}, ttft_slo_s=1, itl_slo_s=1)
+    tw = Twin(cfg, busy_trace(n=800, span=60.0))
+    for _ in range(3):
+        tw.add_replica(AGGREGATED, 0.0, 0.0)
+    tw.run_until(1e6)
+    o = outcomes(tw)
+    assert np.all(np.isfinite(o.ttft)) and np.all(np.isfinite(o.itl))
+    assert float(np.min(o.itl)) >= prof.decode_floor_s
+    assert {r.id for r in tw.replicas} == set(np.unique(o.served_by).tolist())
+
+
+def test_aggregated_prompt_that_does_not_fit_waits_without_stalling_decode() -> None:
+    small = TOY.model_copy(update={"kv_capacity_tokens": 1500})
+    cfg = TwinConfig(pools={AGGREGATED: PoolSpec(AGGREGATED, small)}, ttft_slo_s=1, itl_slo_s=1)
+    tw = Twin(cfg, trace([0.0, 0.2], [1000, 1000], [50, 50]))
+    tw.add_replica(AGGREGATED, 0.0, 0.0)
+    tw.run_until(1e6)
+    # the second prompt cannot reserve KV until the first request finishes
+    assert np.all(np.isfinite(tw.finish))
+    assert tw.first_token[1] > tw.finish[0]

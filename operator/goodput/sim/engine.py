@@ -348,17 +348,18 @@ class Twin:
     def _on_arrival(self, i: int, now: float) -> None:
         self.prefill_q.append(i)
         role = self._first_role
-        best: Replica | None = None
-        for r in self.replicas:
-            if r.role != role or r.state != SERVING or r.prefilling:
-                continue
-            if role == PREFILL:
-                best = r
-                break
-            if best is None or r.reserved < best.reserved:
-                best = r
-        if best is not None:
-            self._try_prefill(best, now)
+        idle = [
+            r for r in self.replicas if r.role == role and r.state == SERVING and not r.prefilling
+        ]
+        if role == PREFILL:
+            if idle:
+                self._try_prefill(idle[0], now)
+            return
+        # aggregated: the least-loaded replica that can take the prompt pauses decoding
+        for r in sorted(idle, key=lambda r: r.reserved):
+            self._try_prefill(r, now)
+            if r.prefilling or not self.prefill_q:
+                return
 
     # ---- prefix cache
 
@@ -457,6 +458,8 @@ class Twin:
             sq += float(u) * u
             load += ld
         if not batch:
+            if agg:
+                self._schedule(rep)  # _advance cancelled the pending decode event
             return
         dur = prof.prefill_seconds(tot, sq) + load
         rep.prefilling = True
