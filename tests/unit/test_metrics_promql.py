@@ -21,6 +21,7 @@ from goodput.metrics.presets import (
 from goodput.metrics.promql import (
     applicable,
     build_plan,
+    freshness_queries,
     freshness_query,
     normalize_selector,
     override_errors,
@@ -88,6 +89,14 @@ def test_freshness_query_labels_each_series_with_its_name() -> None:
     assert freshness_query([], "") is None
 
 
+def test_freshness_is_split_into_url_sized_queries() -> None:
+    names = [f"metric_{i:03d}" for i in range(100)]
+    queries = freshness_queries(names, 'job="x"', max_chars=1000)
+    assert len(queries) > 1 and all(len(q) <= 1000 for q in queries)
+    found = [n for q in queries for n in names if f'"name", "{n}"' in q]
+    assert found == names  # every name once, in order
+
+
 def test_disaggregated_reads_ttft_at_prefill_and_itl_at_decode() -> None:
     both = {"prefill", "decode"}
     assert not applicable(Signal.itl, "prefill", both)
@@ -113,7 +122,7 @@ def test_plan_inserts_each_pools_selector() -> None:
         'avg(vllm_kv_cache_usage_perc{pool="d"})',
         'avg(vllm_gpu_cache_usage_perc{pool="d"})',
     ]
-    assert pre.freshness_query is not None and 'pool="p"' in pre.freshness_query
+    assert pre.freshness_queries and all('pool="p"' in q for q in pre.freshness_queries)
     assert dec.signals[Signal.itl].key == "decode.itl"
 
 

@@ -70,7 +70,8 @@ class PoolPlan:
     role: str
     selector: str
     signals: dict[Signal, SignalPlan]
-    freshness_query: str | None  # newest sample timestamp per raw series name (label "name")
+    # Newest sample timestamp per raw series name (label "name"), in URL-sized chunks.
+    freshness_queries: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,24 @@ def freshness_query(series: list[str], matchers: str) -> str | None:
     return " or ".join(terms)
 
 
+#: Keep each freshness query short enough for a GET URL through proxies (~8 KiB
+#: after URL encoding); prometheus-api-client sends the query in the URL.
+MAX_QUERY_CHARS = 2500
+
+
+def freshness_queries(
+    series: list[str], matchers: str, max_chars: int = MAX_QUERY_CHARS
+) -> tuple[str, ...]:
+    """:func:`freshness_query` split into as few queries as fit ``max_chars`` each."""
+    chunks: list[list[str]] = []
+    for name in series:
+        if chunks and len(freshness_query([*chunks[-1], name], matchers) or "") <= max_chars:
+            chunks[-1].append(name)
+        else:
+            chunks.append([name])
+    return tuple(q for c in chunks if (q := freshness_query(c, matchers)) is not None)
+
+
 def substitute(promql: str, matchers: str, window: str) -> str:
     return promql.replace("$selector", matchers).replace("$window", window)
 
@@ -194,7 +213,7 @@ def build_plan(metrics: Metrics, roles: list[str], quality_query: str | None = N
             signals[signal] = SignalPlan(key, signal, alts)
             for alt in alts:
                 fresh.extend(n for n in alt.series if n not in fresh)
-        pools[role] = PoolPlan(role, matchers, signals, freshness_query(fresh, matchers))
+        pools[role] = PoolPlan(role, matchers, signals, freshness_queries(fresh, matchers))
     fleet: dict[FleetSignal, str] = {}
     if quality_query:
         fleet[FleetSignal.quality] = substitute(quality_query, "", window)

@@ -3,8 +3,9 @@ typed, timestamped :class:`~goodput.observation.Observation`.
 
 How a signal is read, per pool (see :mod:`goodput.metrics.promql` for the queries):
 
-1. One *freshness* query gives, for every raw series the preset may read, the
-   timestamp of its newest sample (``timestamp()`` of the selector itself).
+1. *Freshness* queries (one, or a few when the URL would grow too long) give, for
+   every raw series the preset may read, the timestamp of its newest sample
+   (``timestamp()`` of the selector itself).
 2. The signal's first alternative whose series all exist **and** are fresh (newest
    sample no older than ``spec.metrics.maxStaleness`` before ``now``) is read; older
    names are thus fallbacks. Exists but too old: the signal is *stale*.
@@ -194,11 +195,14 @@ class _Observer:
     async def pool(self, plan: PoolPlan) -> _PoolResult:
         freshness: dict[str, float] | None = None
         res = _PoolResult(PoolObservation(role=plan.role))
-        if plan.freshness_query is not None:
+        if plan.freshness_queries:
             try:
-                samples = await self.q(plan.freshness_query)
+                chunks = await asyncio.gather(*(self.q(fq) for fq in plan.freshness_queries))
                 freshness = {
-                    s.labels.get("name", ""): s.value for s in samples if math.isfinite(s.value)
+                    s.labels.get("name", ""): s.value
+                    for samples in chunks
+                    for s in samples
+                    if math.isfinite(s.value)
                 }
             except QueryError as e:
                 if e.transient:
