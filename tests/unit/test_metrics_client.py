@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from goodput.api.spec import Metrics
 from goodput.metrics.client import PrometheusClient, QueryError, Sample, parse_result
 
 
@@ -112,3 +113,16 @@ def test_real_connection_refused_is_transient() -> None:
         c.query_sync("up", 1.0)
     assert e.value.transient
     c.close()
+
+
+def test_for_policy_reads_url_and_tls_setting() -> None:
+    m = Metrics.model_validate(
+        {"prometheusUrl": "https://prom.example:9091/", "auth": {"insecureSkipVerify": True}}
+    )
+    c = PrometheusClient.for_policy(m, bearer_token="t")
+    assert c.url == "https://prom.example:9091"
+    assert c._prom._session.verify is False
+    assert c._prom.headers == {"Authorization": "Bearer t"}
+    with_ca = PrometheusClient.for_policy(Metrics(), ca_file="/etc/ca.pem")
+    assert with_ca._prom._session.verify == "/etc/ca.pem"
+    assert with_ca._prom.headers is None

@@ -22,6 +22,8 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from goodput.api.spec import Metrics
+
 log = logging.getLogger(__name__)
 
 _TRANSIENT_STATUS = ("HTTP Status Code 408", "HTTP Status Code 429", "HTTP Status Code 5")
@@ -84,6 +86,20 @@ class PrometheusClient:
             headers=headers,
             session=session,
             retry=Retry(total=0, connect=0, read=0, redirect=0, status=0, raise_on_status=False),
+        )
+
+    @classmethod
+    def for_policy(
+        cls, metrics: Metrics, *, bearer_token: str | None = None, ca_file: str | None = None
+    ) -> PrometheusClient:
+        """The client for a policy's ``spec.metrics``; the operator passes the token read
+        from ``auth.bearerTokenSecretRef`` and a file holding ``auth.caSecretRef``."""
+        insecure = bool(metrics.auth and metrics.auth.insecure_skip_verify)
+        return cls(
+            metrics.prometheus_url,
+            bearer_token=bearer_token,
+            ca_file=ca_file,
+            insecure_skip_verify=insecure,
         )
 
     def close(self) -> None:

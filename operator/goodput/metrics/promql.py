@@ -16,8 +16,6 @@ a person (``goodput plan`` may print them).
   must return per-``le`` bucket rates (like ``sum by (le) (rate(x_bucket[5m]))``).
   The policy-wide key ``good_tokens_per_s`` is an exact good-token rate (tokens/s)
   that replaces the estimate's G; quality comes from ``spec.quality.query``.
-  (The API accepts only bare signal names today; ``<role>.<signal>`` is honoured
-  if it ever allows them.)
 - **Disaggregated pools**: with both a prefill and a decode pool, TTFT is read at the
   prefill pool and ITL at the decode pool (where each is produced); an aggregated
   pool, or a lone pool, reads both. An explicit ``<role>.ttft``/``<role>.itl``
