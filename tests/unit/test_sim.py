@@ -18,7 +18,7 @@ from goodput.profiles import PerformanceProfile, available_profiles, load_profil
 from goodput.sim import cli
 from goodput.sim.controllers import FixedController, fit_budget, make_plan, splits
 from goodput.sim.engine import AGGREGATED, DECODE, PREFILL, PoolSpec, TierSpec, Twin, TwinConfig
-from goodput.sim.harness import Outcomes, goodput_mask, outcomes, run, token_goodput
+from goodput.sim.harness import Outcomes, RunResult, goodput_mask, outcomes, run, token_goodput
 from goodput.sim.scenario import build_scenario
 from goodput.sim.traces import Trace
 
@@ -540,3 +540,40 @@ def test_aggregated_prompt_that_does_not_fit_waits_without_stalling_decode() -> 
     # the second prompt cannot reserve KV until the first request finishes
     assert np.all(np.isfinite(tw.finish))
     assert tw.first_token[1] > tw.finish[0]
+
+
+def _fake(name: str, goodput: float, peak: int = 8) -> RunResult:
+    o = Outcomes(
+        arrival=np.zeros(1),
+        input_tokens=np.ones(1, dtype=np.int64),
+        output_tokens=np.asarray([int(goodput * 10)], dtype=np.int64),
+        cached_tokens=np.zeros(1, dtype=np.int64),
+        ttft=np.zeros(1),
+        itl=np.zeros(1),
+        met=np.ones(1, dtype=bool),
+        quality=np.ones(1),
+        served_by=np.zeros(1, dtype=np.int64),
+    )
+    return RunResult(name, 8, 10.0, o, 0, peak, 1.0, 0, 0.0)
+
+
+def test_bench_target_checks_say_met_and_shortfall() -> None:
+    from goodput.sim.bench import Case, _targets
+
+    case = Case("k", "t", lambda _p: busy_trace(n=1), scenario().spec, bursty=True, how="")
+    case.results = {
+        "goodput": _fake("goodput", 95.0),
+        "static-best": _fake("static-best", 100.0),
+        "reactive": _fake("reactive", 70.0),
+        "sla-planner": _fake("sla-planner", 90.0, peak=9),
+        "oracle": _fake("oracle", 100.0),
+    }
+    lines = "\n".join(_targets(case))
+    assert ">= 0.9 x oracle: goodput 95.0 vs 0.9 x 100.0 = 90.0 tok/s: **met**" in lines
+    assert (
+        ">= static-best: goodput 95.0 vs 1 x 100.0 = 100.0 tok/s: **not met** (short by 5.0%)"
+        in lines
+    )
+    assert ">= 1.2 x reactive: goodput 95.0 vs 1.2 x 70.0 = 84.0 tok/s: **met**" in lines
+    assert "**not met** (short by 4.0%)" in lines  # 95 vs 1.1 x 90 = 99
+    assert "peak GPUs <= budget for every controller: **not met** (sla-planner)" in lines
