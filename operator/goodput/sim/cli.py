@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "--seed",
         type=int,
         default=0,
-        help="seed (the twin is deterministic; recorded with the results)",
+        help="seed of the rate-curve synthesis (the twin itself is deterministic)",
     )
     ap.add_argument(
         "--rate",
