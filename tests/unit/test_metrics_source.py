@@ -322,3 +322,49 @@ def test_overrides_replace_preset_queries() -> None:
     assert obs.estimate.attainment == pytest.approx(0.56)
     assert 'max(my_kv{job="x"})' in prom.calls
     assert "sum(rate(good_tokens_total{}[60000ms]))" in prom.calls
+
+
+def test_disaggregated_pools_export_only_their_side() -> None:
+    """As in the twin's exporter: prefill pods count prompts and TTFT, decode pods
+    completions, generated tokens and ITL. Nothing is missing; per-request figures
+    are shared."""
+    prefill = healthy_values()
+    decode = healthy_values()
+    for name in [
+        "vllm:request_success_total",
+        "vllm:generation_tokens_total",
+        "vllm:request_generation_tokens_bucket",
+        "vllm:request_generation_tokens_count",
+        "vllm:request_generation_tokens_sum",
+    ]:
+        del prefill[name]
+    for name in [
+        "vllm:prompt_tokens_total",
+        "vllm:prefix_cache_hits_total",
+        "vllm:prefix_cache_queries_total",
+        "vllm:request_prompt_tokens_bucket",
+        "vllm:request_prompt_tokens_count",
+        "vllm:request_prompt_tokens_sum",
+    ]:
+        del decode[name]
+    prom = PoolAware({"p": prefill, "d": decode})
+    selectors = {"prefill": 'pool="p"', "decode": 'pool="d"'}
+    obs = observe(spec(("prefill", "decode"), metrics={"selectors": selectors}), prom)
+    assert obs.missing == []
+    pre, dec = obs.pools["prefill"], obs.pools["decode"]
+    assert pre.generation_tokens_per_s is None and dec.prompt_tokens_per_s is None
+    assert dec.prefix_cache_hit_rate is None
+    assert pre.arrival_rate_rps == dec.arrival_rate_rps == 2.0
+    assert dec.mean_input_tokens == pytest.approx(1000.0)
+    assert pre.mean_output_tokens == pytest.approx(200.0)
+    assert "prefill.arrival_rate_rps: taken from decode (same requests)" in obs.notes
+    assert obs.estimate.goodput_tokens_per_s == pytest.approx(224.0)
+
+
+def test_optional_signal_still_missing_when_garbage() -> None:
+    prefill, decode = healthy_values(), healthy_values()
+    prefill["vllm:generation_tokens_total"] = math.nan
+    prom = PoolAware({"p": prefill, "d": decode})
+    selectors = {"prefill": 'pool="p"', "decode": 'pool="d"'}
+    obs = observe(spec(("prefill", "decode"), metrics={"selectors": selectors}), prom)
+    assert obs.missing == ["prefill.generation_tokens_per_s"]

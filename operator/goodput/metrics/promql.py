@@ -19,7 +19,9 @@ a person (``goodput plan`` may print them).
 - **Disaggregated pools**: with both a prefill and a decode pool, TTFT is read at the
   prefill pool and ITL at the decode pool (where each is produced); an aggregated
   pool, or a lone pool, reads both. An explicit ``<role>.ttft``/``<role>.itl``
-  override reads that signal there anyway.
+  override reads that signal there anyway. Signals a pool need not export (see
+  :func:`optional`) are ``None`` without being missing when absent; arrival rate and
+  mean token counts are then copied from the sibling pool.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class SignalPlan:
     signal: Signal
     alternatives: tuple[Alternative, ...]
     override: bool = False
+    optional: bool = False  # absent series here are not "missing" (see optional())
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,31 @@ def applicable(signal: Signal, role: str, roles: set[str]) -> bool:
     return not (signal is Signal.ttft and role == PoolRole.decode.value)
 
 
+# Disaggregated serving: what a pool may legitimately not export. A prefill instance
+# may not count completions or generated tokens (the request completes at decode);
+# a decode instance may not count prompt tokens or prefix-cache lookups (prefill did
+# them). Real vLLM prefill instances do finish their 1-token requests, simulated ones
+# need not; either way an absent series there is not a failure.
+_OPTIONAL_WHEN_DISAGGREGATED = {
+    PoolRole.prefill.value: frozenset(
+        {Signal.arrival_rate_rps, Signal.mean_output_tokens, Signal.generation_tokens_per_s}
+    ),
+    PoolRole.decode.value: frozenset(
+        {Signal.mean_input_tokens, Signal.prompt_tokens_per_s, Signal.prefix_cache_hit_rate}
+    ),
+}
+#: Per-request quantities equal in both pools (the same requests pass through both):
+#: when one pool does not export them, the source copies the sibling's value.
+SHARED_BETWEEN_POOLS = frozenset(
+    {Signal.arrival_rate_rps, Signal.mean_input_tokens, Signal.mean_output_tokens}
+)
+
+
+def optional(signal: Signal, role: str, roles: set[str]) -> bool:
+    disaggregated = {PoolRole.prefill.value, PoolRole.decode.value} <= roles
+    return disaggregated and signal in _OPTIONAL_WHEN_DISAGGREGATED.get(role, frozenset())
+
+
 def override_errors(metrics: Metrics) -> list[str]:
     """Override keys that name no signal (for the operator's InvalidPolicy message)."""
     roles = {r.value for r in PoolRole}
@@ -208,7 +236,9 @@ def build_plan(metrics: Metrics, roles: list[str], quality_query: str | None = N
             if not applicable(signal, role, role_set) or not preset_sources:
                 continue
             alts = tuple(queries_for(s, matchers, window) for s in preset_sources)
-            signals[signal] = SignalPlan(key, signal, alts)
+            signals[signal] = SignalPlan(
+                key, signal, alts, optional=optional(signal, role, role_set)
+            )
             for alt in alts:
                 fresh.extend(n for n in alt.series if n not in fresh)
         pools[role] = PoolPlan(role, matchers, signals, freshness_queries(fresh, matchers))

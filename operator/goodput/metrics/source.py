@@ -55,7 +55,14 @@ from goodput.metrics.math import (
     unit_fraction,
 )
 from goodput.metrics.presets import FleetSignal, Signal
-from goodput.metrics.promql import Alternative, PoolPlan, QueryPlan, SignalPlan, build_plan
+from goodput.metrics.promql import (
+    SHARED_BETWEEN_POOLS,
+    Alternative,
+    PoolPlan,
+    QueryPlan,
+    SignalPlan,
+    build_plan,
+)
 from goodput.observation import GoodputEstimate, LatencySummary, Observation, PoolObservation
 
 log = logging.getLogger(__name__)
@@ -84,9 +91,10 @@ class _Read:
 
 
 class _Missing(Exception):
-    def __init__(self, note: str, *, stale: bool = False) -> None:
+    def __init__(self, note: str, *, stale: bool = False, absent: bool = False) -> None:
         super().__init__(note)
         self.stale = stale
+        self.absent = absent
 
 
 @dataclass
@@ -158,6 +166,7 @@ class _Observer:
         pools = self.src.plan.pools
         results = await asyncio.gather(*(self.pool(p) for p in pools.values()))
         by_role = dict(zip(pools, results, strict=True))
+        _copy_shared(by_role, self.src.plan)
         missing = [k for r in results for k in r.missing]
         stale = [k for r in results for k in r.stale]
         notes = [n for r in results for n in r.notes] + list(self.src.plan.notes)
@@ -234,6 +243,8 @@ class _Observer:
                 read.note = f"read fallback {alt.description}"
             return read
         except _Missing as m:
+            if m.absent and plan.optional:
+                return _Read(None, note="not exported by this pool")
             return _Read(missing=True, stale=m.stale, note=str(m))
         except QueryError as e:
             return _Read(missing=True, note=f"query failed: {e}")
@@ -244,7 +255,7 @@ class _Observer:
         ]
         if not present:
             names = ", ".join(a.description for a in plan.alternatives) or "none configured"
-            raise _Missing(f"absent: no series for {names}")
+            raise _Missing(f"absent: no series for {names}", absent=True)
         oldest_ok = self.now - self.src.max_staleness_s
         for i, alt in present:
             if min(freshness[n] for n in alt.series) >= oldest_ok:
@@ -385,6 +396,28 @@ class _Observer:
             g = good * q if good is not None and q is not None else None
             est = est.model_copy(update={"goodput_tokens_per_s": g})
         return est
+
+
+def _copy_shared(by_role: dict[str, _PoolResult], plan: QueryPlan) -> None:
+    """Disaggregated pools see the same requests: a per-request quantity one pool does
+    not export (None, not missing) is the sibling's."""
+    pairs = [(PoolRole.prefill.value, PoolRole.decode.value)]
+    pairs += [(b, a) for a, b in pairs]
+    for role, sibling in pairs:
+        if role not in by_role or sibling not in by_role:
+            continue
+        mine, theirs = by_role[role], by_role[sibling]
+        updates: dict[str, Any] = {}
+        for signal in SHARED_BETWEEN_POOLS:
+            sp = plan.pools[role].signals.get(signal)
+            if sp is None or sp.key in mine.missing or getattr(mine.obs, signal.value) is not None:
+                continue
+            value = getattr(theirs.obs, signal.value)
+            if value is not None:
+                updates[signal.value] = value
+                mine.notes.append(f"{sp.key}: taken from {sibling} (same requests)")
+        if updates:
+            mine.obs = mine.obs.model_copy(update=updates)
 
 
 def _first_role(
