@@ -112,3 +112,17 @@ def test_synthesis_follows_the_curve_and_is_seeded() -> None:
     assert set(a.input_tokens.tolist()) <= {100, 200}
     m = synthesize_from_rates(starts, rates, lengths, seed=1, compress=10.0, mean_rps=5.0)
     assert len(m) / 240.0 == pytest.approx(5.0, rel=0.06)
+
+
+def test_bundled_slice_is_the_documented_azure_window() -> None:
+    import hashlib
+    from importlib import resources
+
+    data = resources.files("goodput.sim").joinpath("data")
+    raw = data.joinpath("azure2023_code_15min.csv").read_bytes()
+    readme = data.joinpath("README.md").read_text()
+    assert hashlib.sha256(raw).hexdigest() in readme
+    tr = read_azure(str(data.joinpath("azure2023_code_15min.csv")))
+    assert len(tr) == 2834
+    assert tr.duration_s < 900.0
+    assert data.joinpath("demo-policy.yaml").is_file()
