@@ -223,6 +223,20 @@ def _targets(case: Case) -> list[str]:
         check(">= static-best", gv, ref.get("static-best"), 1.0)
         check(">= 1.2 x reactive", gv, ref.get("reactive"), 1.2)
         check(">= 1.1 x sla-planner", gv, ref.get("sla-planner"), 1.1)
+    raw = s.get("goodput-raw")
+    if raw is not None and raw["goodput_tokens_per_s"]:
+        delta = gv / raw["goodput_tokens_per_s"] - 1
+        out.append(
+            f"- effect of the actuator's behavior limits: goodput {100 * delta:+.1f}% vs "
+            f"`goodput-raw` ({raw['goodput_tokens_per_s']:.1f} tok/s)"
+        )
+    sb = s.get("static-best")
+    if sb is not None and sb["gpu_hours"]:
+        out.append(
+            f"- GPU-hours {g['gpu_hours']:.2f} vs static-best {sb['gpu_hours']:.2f} "
+            f"({100 * (g['gpu_hours'] / sb['gpu_hours'] - 1):+.1f}%); goodput per GPU-hour "
+            f"{g['goodput_per_gpu_hour']:.0f} vs {sb['goodput_per_gpu_hour']:.0f}"
+        )
     over = [k for k, v in s.items() if v["peak_gpus"] > v["budget"]]
     out.append(
         "- peak GPUs <= budget for every controller: "
