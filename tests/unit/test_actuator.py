@@ -107,3 +107,29 @@ def test_step_limits_follow_hpa_select_policy() -> None:
     assert out.replicas == {"p": 6} and out.rate_limited == ["p"]
     disabled = ScalingRules(select_policy="Disabled")
     assert apply_behavior({"p": 1}, {"p": 6}, [], UNLIMITED, disabled, now=0).replicas == {"p": 6}
+
+
+def test_a_shrink_that_funds_another_pools_growth_is_not_held_by_the_window() -> None:
+    history = [PastRecommendation(390.0, {"decode": 6, "prefill": 2})]
+    down = _rules(300)
+    # Net scale-down of decode alone: held by the window.
+    alone = apply_behavior(
+        {"decode": 4, "prefill": 2},
+        {"decode": 6, "prefill": 2},
+        history,
+        UNLIMITED,
+        down,
+        now=400.0,
+    )
+    assert alone.replicas == {"decode": 6, "prefill": 2}
+    # Decode gives GPUs to prefill in the same plan: a rebalance goes through.
+    moved = apply_behavior(
+        {"decode": 4, "prefill": 4},
+        {"decode": 6, "prefill": 2},
+        history,
+        UNLIMITED,
+        down,
+        now=400.0,
+    )
+    assert moved.replicas == {"decode": 4, "prefill": 4}
+    assert moved.stabilized == []

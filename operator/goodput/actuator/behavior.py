@@ -66,7 +66,13 @@ def apply_behavior(
     A change in one direction waits until the shortest policy period has passed since
     the last change in that direction (one step per period, from the current count):
     a conservative reading of HPA's rolling-period sums that needs no event log.
+
+    Unlike an HPA, which scales one target, a plan moves GPUs between pools under a
+    fixed budget: a shrink that funds another pool's growth in the same plan is a
+    *rebalance*, not a dip in demand, so the scale-down window does not hold it (the
+    planner already applies its own patience per pool). Step limits still apply.
     """
+    rebalancing = any(want > current.get(key, want) for key, want in desired.items())
     out: dict[str, int] = {}
     stabilized: list[str] = []
     limited: list[str] = []
@@ -95,7 +101,7 @@ def apply_behavior(
                 for r in history
                 if key in r.replicas and now - r.time < scale_down.stabilization_window_seconds
             ]
-            stable = max([want, *window])
+            stable = want if rebalancing else max([want, *window])
             if stable > want:
                 stabilized.append(key)
             target = min(cur, stable)

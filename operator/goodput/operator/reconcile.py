@@ -420,8 +420,8 @@ def _status(
     runner = plan.runner_up
     decision = Decision(
         time=t.now,
-        reason=plan.reason,
-        message=plan.message[:4000],
+        reason=reason or plan.reason,
+        message=(message or plan.message)[:4000],
         applied=applied and bool(writes),
         hold=plan.hold,
         pools={r: desired[r] for r in plan.pools},

@@ -1,0 +1,355 @@
+"""The operator end to end: kopf against the real API server, reading the real
+Prometheus that scrapes an exporter in vLLM's format, scaling Deployments whose pods
+KWOK runs, and never holding more GPUs than the budget, not even mid-rebalance."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kopf.testing import KopfRunner
+
+from goodput.api.crd import render as render_crd
+from goodput.reasons import Reason
+from tests.harness.cluster import LocalCluster
+from tests.harness.process import wait_until
+from tests.harness.prometheus import PrometheusServer
+from tests.integration.exporters import ExporterHub, PoolTruth, ServingExporter
+
+pytestmark = pytest.mark.integration
+
+BUDGET = 6
+HEAVY = PoolTruth(
+    arrival_rps=40.0,
+    mean_input_tokens=2000.0,
+    mean_output_tokens=300.0,
+    running=120.0,
+    waiting=60.0,
+    kv_usage=0.9,
+    prefix_hit=0.0,
+)
+QUIET = PoolTruth(arrival_rps=0.0, running=0.0, waiting=0.0, kv_usage=0.0, prefix_hit=0.0)
+
+
+def _deployment(name: str, ns: str, replicas: int, gpus: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            # Pods go at once, so a shrink shows up as terminating pods briefly.
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "vllm",
+                            "image": "vllm/vllm-openai:latest",
+                            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _policy(
+    ns: str, prom_url: str, job: str, mode: str, prefill: str = "prefill"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "goodput.dev/v1alpha1",
+        "kind": "GoodputPolicy",
+        "metadata": {"name": "chat", "namespace": ns},
+        "spec": {
+            "mode": mode,
+            "gpuBudget": BUDGET,
+            "pools": [
+                {
+                    "role": "prefill",
+                    "targetRef": {"kind": "Deployment", "name": prefill},
+                    "minReplicas": 1,
+                    "maxReplicas": 5,
+                    "profile": "llama-3.1-8b-h100-tp1",
+                },
+                {
+                    "role": "decode",
+                    "targetRef": {"kind": "Deployment", "name": "decode"},
+                    "minReplicas": 1,
+                    "maxReplicas": 5,
+                    "profile": "llama-3.1-8b-h100-tp1",
+                },
+            ],
+            "slo": {"ttft": "500ms", "itl": "50ms", "attainment": 0.9},
+            "metrics": {
+                "prometheusUrl": prom_url,
+                "preset": "vllm",
+                "window": "3s",
+                "maxStaleness": "30s",
+                "selectors": {
+                    r: f'job="{job}",scenario="op",pool="{r}"' for r in ("prefill", "decode")
+                },
+            },
+            "behavior": {
+                "interval": "2s",
+                "forecastHorizon": "0s",
+                "startupDelay": "0s",
+                "scaleUp": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Replicas", "value": 10, "periodSeconds": 1}],
+                },
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}],
+                },
+            },
+        },
+    }
+
+
+class GpuWatch:
+    """Samples the pods that hold GPUs (terminating ones too) while the operator works."""
+
+    def __init__(self, cluster: LocalCluster, ns: str) -> None:
+        from kubernetes import client
+
+        self.core = client.CoreV1Api(cluster.api_client())
+        self.ns = ns
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pods = self.core.list_namespaced_pod(self.ns).items
+            held = 0
+            for p in pods:
+                if p.status and p.status.phase in ("Succeeded", "Failed"):
+                    continue
+                for c in p.spec.containers:
+                    held += int((c.resources.limits or {}).get("nvidia.com/gpu", "0"))
+            self.peak = max(self.peak, held)
+            self.samples += 1
+            time.sleep(0.05)
+
+    def __enter__(self) -> GpuWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def crd(cluster: LocalCluster) -> None:
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=render_crd())
+    cluster.kubectl(
+        "wait", "--for=condition=established", "--timeout=60s", "crd/goodputpolicies.goodput.dev"
+    )
+
+
+@pytest.fixture
+def operator(cluster: LocalCluster, crd: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    import goodput.operator.handlers as handlers
+
+    handlers._api_client = None
+    with KopfRunner(["run", "-A", "--standalone", "-m", handlers.__name__], timeout=60) as runner:
+        yield
+    assert runner.exception is None, runner.exception
+
+
+def _status(cluster: LocalCluster, ns: str) -> dict[str, Any]:
+    out = cluster.kubectl("get", "gp", "chat", "-n", ns, "-o", "json").stdout
+    status: dict[str, Any] = json.loads(out).get("status") or {}
+    return status
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+def _replicas(cluster: LocalCluster, ns: str, name: str) -> int:
+    out = cluster.kubectl("get", "deploy", name, "-n", ns, "-o", "jsonpath={.spec.replicas}")
+    return int(out.stdout)
+
+
+def _events(cluster: LocalCluster, ns: str) -> list[dict[str, Any]]:
+    out = cluster.kubectl("get", "events", "-n", ns, "-o", "json").stdout
+    return [
+        e for e in json.loads(out)["items"] if e["involvedObject"].get("kind") == "GoodputPolicy"
+    ]
+
+
+@pytest.fixture
+def heavy_exporter(prometheus: PrometheusServer) -> Iterator[tuple[ServingExporter, str]]:
+    hub = ExporterHub().start()
+    exporter = hub.add(ServingExporter("vllm", "op", pools={"prefill": HEAVY, "decode": HEAVY}))
+    job = f"op-{int(time.time() * 1000) % 10**8}"
+    prometheus.add_target(job, hub.target)
+    try:
+        yield exporter, job
+    finally:
+        hub.stop()
+
+
+def test_recommend_publishes_then_enforce_scales_within_budget(
+    cluster: LocalCluster,
+    prometheus: PrometheusServer,
+    operator: None,
+    heavy_exporter: tuple[ServingExporter, str],
+) -> None:
+    exporter, job = heavy_exporter
+    ns = cluster.create_namespace("op")
+    cluster.apply(_deployment("prefill", ns, 1, 1))
+    cluster.apply(_deployment("decode", ns, 1, 1))
+    time.sleep(4)  # a full rate window of scrapes
+    cluster.apply(_policy(ns, prometheus.url, job, "Recommend"))
+
+    def recommended() -> bool:
+        st = _status(cluster, ns)
+        return (
+            st.get("lastDecision", {}).get("reason") == Reason.RecommendOnly.value
+            and _condition(st, "MetricsAvailable").get("status") == "True"
+        )
+
+    wait_until(recommended, 60, "a published recommendation")
+    st = _status(cluster, ns)
+    desired = st["lastDecision"]["pools"]
+    assert sum(desired.values()) > 2, st["lastDecision"]  # heavy load wants more than 1+1
+    assert sum(desired.values()) <= BUDGET
+    assert st["gpuBudget"] == BUDGET and st["gpusAllocated"] == 2
+    assert st["replicas"]["prefill"] == f"1/{desired['prefill']}"
+    # Recommend changes nothing.
+    assert _replicas(cluster, ns, "prefill") == 1 and _replicas(cluster, ns, "decode") == 1
+    assert any(e["reason"] == Reason.RecommendOnly.value for e in _events(cluster, ns))
+    table = cluster.kubectl("get", "gp", "-n", ns).stdout
+    assert "BUDGET" in table and "PREFILL" in table and f"1/{desired['prefill']}" in table
+
+    with GpuWatch(cluster, ns) as watch:
+        cluster.kubectl(
+            "patch", "gp", "chat", "-n", ns, "--type=merge", "-p", '{"spec":{"mode":"Enforce"}}'
+        )
+        wait_until(
+            lambda: _replicas(cluster, ns, "prefill") + _replicas(cluster, ns, "decode") > 2,
+            60,
+            "the operator to scale up",
+        )
+        wait_until(
+            lambda: (
+                _status(cluster, ns).get("lastDecision", {}).get("applied") is not None
+                and _condition(_status(cluster, ns), "Ready").get("status") == "True"
+            ),
+            30,
+            "Ready",
+        )
+        total = _replicas(cluster, ns, "prefill") + _replicas(cluster, ns, "decode")
+        assert total <= BUDGET
+        assert any(e["reason"] == Reason.ScaledUp.value for e in _events(cluster, ns))
+
+        # Traffic stops: zero demand (not missing data) scales back to the minimums.
+        exporter.set_traffic("prefill", **QUIET.__dict__)
+        exporter.set_traffic("decode", **QUIET.__dict__)
+        wait_until(
+            lambda: (
+                _replicas(cluster, ns, "prefill") == 1 and _replicas(cluster, ns, "decode") == 1
+            ),
+            90,
+            "scale-down to minimums",
+        )
+        assert _status(cluster, ns)["lastDecision"]["reason"] in (
+            Reason.ZeroDemand.value,
+            Reason.ScaledDown.value,
+        )
+    assert watch.samples > 20
+    assert watch.peak <= BUDGET, f"GPUs held peaked at {watch.peak} > budget {BUDGET}"
+
+
+def test_missing_target_and_missing_metrics_hold_and_say_why(
+    cluster: LocalCluster,
+    prometheus: PrometheusServer,
+    operator: None,
+) -> None:
+    ns = cluster.create_namespace("hold")
+    cluster.apply(_deployment("decode", ns, 2, 1))
+    # No Deployment "nope": AbleToScale False, nothing changes.
+    cluster.apply(_policy(ns, prometheus.url, "no-such-job", "Enforce", prefill="nope"))
+    wait_until(
+        lambda: (
+            _condition(_status(cluster, ns), "AbleToScale").get("reason")
+            == Reason.TargetNotFound.value
+        ),
+        60,
+        "TargetNotFound",
+    )
+    st = _status(cluster, ns)
+    assert _condition(st, "AbleToScale")["status"] == "False"
+    assert "nope" in _condition(st, "AbleToScale")["message"]
+    assert _replicas(cluster, ns, "decode") == 2
+    assert any(
+        e["reason"] == Reason.TargetNotFound.value and e["type"] == "Warning"
+        for e in _events(cluster, ns)
+    )
+
+    # The target appears, but no series match the selectors: hold, never guess.
+    cluster.apply(_deployment("nope", ns, 1, 1))
+    wait_until(
+        lambda: _condition(_status(cluster, ns), "MetricsAvailable").get("status") == "False",
+        60,
+        "MetricsAvailable False",
+    )
+    st = _status(cluster, ns)
+    assert st["lastDecision"]["hold"] is True
+    assert st["lastDecision"]["reason"] in (Reason.MetricsMissing.value, Reason.MetricsStale.value)
+    assert _condition(st, "AbleToScale")["status"] == "True"
+    assert _replicas(cluster, ns, "decode") == 2 and _replicas(cluster, ns, "nope") == 1
+
+
+def test_refuses_to_fight_an_hpa(
+    cluster: LocalCluster,
+    prometheus: PrometheusServer,
+    operator: None,
+) -> None:
+    ns = cluster.create_namespace("hpa")
+    cluster.apply(_deployment("prefill", ns, 1, 1))
+    cluster.apply(_deployment("decode", ns, 1, 1))
+    cluster.apply(
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "decode-hpa", "namespace": ns},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "decode"},
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 50},
+                        },
+                    }
+                ],
+            },
+        }
+    )
+    cluster.apply(_policy(ns, prometheus.url, "no-such-job", "Enforce"))
+    wait_until(
+        lambda: (
+            _condition(_status(cluster, ns), "AbleToScale").get("reason")
+            == Reason.ConflictingController.value
+        ),
+        60,
+        "ConflictingController",
+    )
+    assert "decode-hpa" in _condition(_status(cluster, ns), "AbleToScale")["message"]
