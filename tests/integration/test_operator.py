@@ -5,9 +5,14 @@ KWOK runs, and never holding more GPUs than the budget, not even mid-rebalance."
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +21,7 @@ from kopf.testing import KopfRunner
 from goodput.api.crd import render as render_crd
 from goodput.reasons import Reason
 from tests.harness.cluster import LocalCluster
-from tests.harness.process import wait_until
+from tests.harness.process import free_port, wait_until
 from tests.harness.prometheus import PrometheusServer
 from tests.integration.exporters import ExporterHub, PoolTruth, ServingExporter
 
@@ -353,3 +358,64 @@ def test_refuses_to_fight_an_hpa(
         "ConflictingController",
     )
     assert "decode-hpa" in _condition(_status(cluster, ns), "AbleToScale")["message"]
+
+
+def test_goodput_run_serves_its_own_metrics(
+    cluster: LocalCluster,
+    prometheus: PrometheusServer,
+    crd: None,
+    heavy_exporter: tuple[ServingExporter, str],
+    tmp_path: Path,
+) -> None:
+    """`goodput run` as a real process: decisions show up on its /metrics, labelled by
+    the same reason codes as conditions and events."""
+    _, job = heavy_exporter
+    ns = cluster.create_namespace("run")
+    cluster.apply(_deployment("prefill", ns, 1, 1))
+    cluster.apply(_deployment("decode", ns, 1, 1))
+    cluster.apply(_policy(ns, prometheus.url, job, "Recommend"))
+    port = free_port()
+    log = (tmp_path / "operator.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "goodput.cli",
+            "run",
+            "-n",
+            ns,
+            "--metrics-port",
+            str(port),
+            "--metrics-address",
+            "127.0.0.1",
+            "--liveness",
+            "",
+        ],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+
+        def decided() -> bool:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                text = resp.read().decode()
+            return f'reason="{Reason.RecommendOnly.value}"' in text
+
+        wait_until(decided, 60, "a RecommendOnly decision on /metrics")
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        assert f'goodput_gpu_budget{{namespace="{ns}",policy="chat"}} {float(BUDGET)}' in text
+        assert f'goodput_gpus_held{{namespace="{ns}",policy="chat"}} 2.0' in text
+        assert "goodput_tick_duration_seconds_count" in text
+        assert (
+            f'goodput_condition{{namespace="{ns}",policy="chat",status="True",type="Ready"}} 1.0'
+            in text
+        )
+        assert "goodput_operator_build_info" in text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    assert proc.returncode in (0, -15), (tmp_path / "operator.log").read_text()[-3000:]
