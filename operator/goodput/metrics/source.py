@@ -120,7 +120,7 @@ class PrometheusObservationSource:
         client: Querier,
         *,
         concurrency: int = 8,
-        deadline_s: float = 20.0,
+        deadline_s: float = 10.0,
     ) -> None:
         self.spec = spec
         self.client = client
