@@ -115,6 +115,8 @@ def _hist_mean(base: str) -> RateRatio:
     return RateRatio(f"{base}_sum", f"{base}_count")
 
 
+# vllm-project/vllm vllm/v1/metrics/loggers.py (PrometheusStatLogger); the v0 gauge
+# vllm:gpu_prefix_cache_hit_rate: vllm-project/vllm docs/source/design/v1/metrics.md.
 _VLLM: dict[Signal, tuple[Source, ...]] = {
     # Completions per second: the demand the fleet served (arrivals at steady state).
     Signal.arrival_rate_rps: (CounterRate("vllm:request_success_total"),),
@@ -147,6 +149,8 @@ _VLLM: dict[Signal, tuple[Source, ...]] = {
     ),
 }
 
+# sgl-project/sglang python/sglang/srt/metrics/collector.py
+# (SchedulerMetricsCollector: gauges; TokenizerMetricsCollector: counters, histograms).
 _SGLANG: dict[Signal, tuple[Source, ...]] = {
     Signal.arrival_rate_rps: (CounterRate("sglang:num_requests_total"),),
     Signal.mean_input_tokens: (
@@ -171,6 +175,8 @@ _SGLANG: dict[Signal, tuple[Source, ...]] = {
     ),
 }
 
+# ai-dynamo/dynamo lib/runtime/src/metrics/prometheus_names.rs (frontend_service::*,
+# kvstats::*) and lib/llm/src/http/service/metrics.rs (Metrics::new).
 _DYNAMO: dict[Signal, tuple[Source, ...]] = {
     Signal.arrival_rate_rps: (CounterRate("dynamo_frontend_requests_total"),),
     Signal.mean_input_tokens: (_hist_mean("dynamo_frontend_input_sequence_tokens"),),
