@@ -464,12 +464,13 @@ def test_simulate_cli_demo_writes_json_plot_and_requests(tmp_path: Path) -> None
 
 
 def test_goodput_plans_pass_the_actuator_behavior() -> None:
-    """The benchmark runs the planner as the operator does: a scale-down is held by
-    the policy's 300 s stabilization window (HPA default), a scale-up is not."""
+    """The benchmark runs the planner as the operator does: a net scale-down is held by
+    the policy's 300 s stabilization window (HPA default), a scale-up is not, and a
+    shrink that funds another pool's growth (a rebalance) is not held either."""
     from goodput.sim.controllers import WithBehavior
 
     sc = scenario()
-    wishes = iter([{PREFILL: 2, DECODE: 6}, {PREFILL: 6, DECODE: 2}])
+    wishes = iter([{PREFILL: 2, DECODE: 6}, {PREFILL: 6, DECODE: 2}, {PREFILL: 2, DECODE: 2}])
 
     class Wish:
         name = "wish"
@@ -481,14 +482,16 @@ def test_goodput_plans_pass_the_actuator_behavior() -> None:
     obs = Observation(timestamp=0.0, pools={})
     cur = Allocation(pools={PREFILL: 4, DECODE: 4})
     first = ctl.decide(obs, cur, 100.0)
-    # the run starts mid-life at 4/4 (recommended at t=0, inside the 300 s window):
-    # prefill 4 -> 2 is held, decode 4 -> 6 is a scale-up and goes through
-    assert {r: d.replicas for r, d in first.pools.items()} == {PREFILL: 4, DECODE: 6}
+    # prefill 4 -> 2 pays for decode 4 -> 6 in the same plan: a rebalance goes through
+    assert {r: d.replicas for r, d in first.pools.items()} == {PREFILL: 2, DECODE: 6}
     second = ctl.decide(obs, Allocation(pools={PREFILL: 2, DECODE: 6}), 115.0)
-    # decode 6 -> 2 is held at 6: 100 s ago the recommendation was 6
-    assert second.pools[DECODE].replicas == 6
-    # scale-up step: max(100%, 4 pods) per 15 s allows 2 -> 6
-    assert second.pools[PREFILL].replicas == 6
+    # and back: scale-up step max(100%, 4 pods) per 15 s allows prefill 2 -> 6
+    assert {r: d.replicas for r, d in second.pools.items()} == {PREFILL: 6, DECODE: 2}
+    third = ctl.decide(obs, Allocation(pools={PREFILL: 6, DECODE: 2}), 130.0)
+    # prefill 6 -> 2 with nothing growing is a net scale-down: held at 6, the highest
+    # recommendation inside the window (15 s ago)
+    assert third.pools[PREFILL].replicas == 6
+    assert third.pools[DECODE].replicas == 2
 
 
 def test_exporter_speaks_vllm_and_matches_the_twin() -> None:
