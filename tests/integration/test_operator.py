@@ -419,3 +419,40 @@ def test_goodput_run_serves_its_own_metrics(
         proc.wait(timeout=30)
         log.close()
     assert proc.returncode in (0, -15), (tmp_path / "operator.log").read_text()[-3000:]
+
+
+def test_prometheus_token_comes_from_a_secret_read_every_tick(
+    cluster: LocalCluster,
+    prometheus: PrometheusServer,
+    operator: None,
+    heavy_exporter: tuple[ServingExporter, str],
+) -> None:
+    _, job = heavy_exporter
+    ns = cluster.create_namespace("auth")
+    cluster.apply(_deployment("prefill", ns, 1, 1))
+    cluster.apply(_deployment("decode", ns, 1, 1))
+    policy = _policy(ns, prometheus.url, job, "Recommend")
+    policy["spec"]["metrics"]["auth"] = {"bearerTokenSecretRef": {"name": "prom", "key": "token"}}
+    cluster.apply(policy)
+    # No Secret yet: hold and say which Secret.
+    wait_until(
+        lambda: _condition(_status(cluster, ns), "MetricsAvailable").get("status") == "False",
+        60,
+        "MetricsAvailable False without the Secret",
+    )
+    msg = _condition(_status(cluster, ns), "MetricsAvailable")["message"]
+    assert "404" in msg or "prom" in msg, msg
+    # The Secret appears: the next tick reads it, without a spec change.
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "prom", "namespace": ns},
+            "stringData": {"token": "s3cret"},
+        }
+    )
+    wait_until(
+        lambda: _condition(_status(cluster, ns), "MetricsAvailable").get("status") == "True",
+        60,
+        "MetricsAvailable True once the Secret exists",
+    )

@@ -16,6 +16,7 @@ from goodput.actuator.kube import REQUEST_TIMEOUT_S, KubeScaleClient
 from goodput.api.spec import GROUP, PLURAL, VERSION, GoodputPolicySpec, parse_duration
 from goodput.metrics.client import PrometheusClient
 from goodput.metrics.source import PrometheusObservationSource
+from goodput.observation import Observation
 from goodput.operator import telemetry
 from goodput.operator.reconcile import Outcome, Reconciler
 from goodput.operator.secrets import prometheus_credentials
@@ -61,16 +62,38 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.INFO
 
 
-async def _source(spec: GoodputPolicySpec, namespace: str) -> PrometheusObservationSource:
-    token, ca_file = await prometheus_credentials(api_client(), namespace, spec.metrics.auth)
-    insecure = bool(spec.metrics.auth and spec.metrics.auth.insecure_skip_verify)
-    client = PrometheusClient(
-        spec.metrics.prometheus_url,
-        bearer_token=token,
-        ca_file=ca_file,
-        insecure_skip_verify=insecure,
-    )
-    return PrometheusObservationSource(spec, client)
+class PolicyPrometheus:
+    """One policy's ObservationSource: re-reads the auth Secret every tick, so a rotated
+    token is used at once, and rebuilds the client (closing the old one) only when the
+    credentials change."""
+
+    def __init__(self, spec: GoodputPolicySpec, namespace: str) -> None:
+        self.spec = spec
+        self.namespace = namespace
+        self._creds: tuple[str | None, str | None] | None = None
+        self._client: PrometheusClient | None = None
+        self._source: PrometheusObservationSource | None = None
+
+    async def observe(self, now: float) -> Observation:
+        creds = await prometheus_credentials(api_client(), self.namespace, self.spec.metrics.auth)
+        if self._source is None or creds != self._creds:
+            self.close()
+            token, ca_file = creds
+            self._client = PrometheusClient.for_policy(
+                self.spec.metrics, bearer_token=token, ca_file=ca_file
+            )
+            self._source = PrometheusObservationSource(self.spec, self._client)
+            self._creds = creds
+        return await self._source.observe(now)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        self._client = self._source = None
+
+
+async def _source(spec: GoodputPolicySpec, namespace: str) -> PolicyPrometheus:
+    return PolicyPrometheus(spec, namespace)
 
 
 def _interval(spec: dict[str, Any]) -> float:

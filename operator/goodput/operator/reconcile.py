@@ -148,7 +148,14 @@ class Reconciler:
             return t.hold(prev, Reason.InvalidPolicy, problem, ConditionType.Ready, warn=True)
         rt = await self._runtime_for(resolved, generation, namespace)
 
-        observation = _with_ready_replicas(await rt.source.observe(now), scales)
+        try:
+            raw = await rt.source.observe(now)
+        except Exception as err:  # e.g. the auth Secret is missing: hold, never guess
+            msg = f"cannot observe Prometheus: {_short(err)}; holding the current allocation"
+            return t.hold(
+                prev, Reason.MetricsMissing, msg, ConditionType.MetricsAvailable, warn=True
+            )
+        observation = _with_ready_replicas(raw, scales)
         current = Allocation(
             pools={p.role.value: scales[p.role.value].spec_replicas for p in resolved.pools},
             tiers={
@@ -166,6 +173,10 @@ class Reconciler:
     ) -> _Runtime:
         key = (generation, spec.model_dump_json())
         if self._runtime is None or self._runtime.key != key:
+            if self._runtime is not None:
+                close = getattr(self._runtime.source, "close", None)
+                if close is not None:
+                    close()
             source = await self.source_factory(spec, namespace)
             self._runtime = _Runtime(key, spec, GoodputPlanner(spec), source)
         return self._runtime
