@@ -119,6 +119,14 @@ def _policy(
     }
 
 
+def _serving_namespace(cluster: LocalCluster, prefix: str) -> str:
+    """A fresh namespace with one-GPU prefill and decode Deployments at 1 replica each."""
+    ns = cluster.create_namespace(prefix)
+    cluster.apply(_deployment("prefill", ns, 1, 1))
+    cluster.apply(_deployment("decode", ns, 1, 1))
+    return ns
+
+
 class GpuWatch:
     """Samples the pods that hold GPUs (terminating ones too) while the operator works."""
 
@@ -214,9 +222,7 @@ def test_recommend_publishes_then_enforce_scales_within_budget(
     heavy_exporter: tuple[ServingExporter, str],
 ) -> None:
     exporter, job = heavy_exporter
-    ns = cluster.create_namespace("op")
-    cluster.apply(_deployment("prefill", ns, 1, 1))
-    cluster.apply(_deployment("decode", ns, 1, 1))
+    ns = _serving_namespace(cluster, "op")
     time.sleep(4)  # a full rate window of scrapes
     cluster.apply(_policy(ns, prometheus.url, job, "Recommend"))
 
@@ -324,9 +330,7 @@ def test_refuses_to_fight_an_hpa(
     prometheus: PrometheusServer,
     operator: None,
 ) -> None:
-    ns = cluster.create_namespace("hpa")
-    cluster.apply(_deployment("prefill", ns, 1, 1))
-    cluster.apply(_deployment("decode", ns, 1, 1))
+    ns = _serving_namespace(cluster, "hpa")
     cluster.apply(
         {
             "apiVersion": "autoscaling/v2",
@@ -370,9 +374,7 @@ def test_goodput_run_serves_its_own_metrics(
     """`goodput run` as a real process: decisions show up on its /metrics, labelled by
     the same reason codes as conditions and events."""
     _, job = heavy_exporter
-    ns = cluster.create_namespace("run")
-    cluster.apply(_deployment("prefill", ns, 1, 1))
-    cluster.apply(_deployment("decode", ns, 1, 1))
+    ns = _serving_namespace(cluster, "run")
     cluster.apply(_policy(ns, prometheus.url, job, "Recommend"))
     port = free_port()
     log = (tmp_path / "operator.log").open("w")
@@ -428,9 +430,7 @@ def test_prometheus_token_comes_from_a_secret_read_every_tick(
     heavy_exporter: tuple[ServingExporter, str],
 ) -> None:
     _, job = heavy_exporter
-    ns = cluster.create_namespace("auth")
-    cluster.apply(_deployment("prefill", ns, 1, 1))
-    cluster.apply(_deployment("decode", ns, 1, 1))
+    ns = _serving_namespace(cluster, "auth")
     policy = _policy(ns, prometheus.url, job, "Recommend")
     policy["spec"]["metrics"]["auth"] = {"bearerTokenSecretRef": {"name": "prom", "key": "token"}}
     cluster.apply(policy)

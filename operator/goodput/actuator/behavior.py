@@ -15,6 +15,16 @@ from dataclasses import dataclass
 from goodput.api.spec import ScalingPolicyType, ScalingRules, SelectPolicy
 
 
+def tier_key(name: str) -> str:
+    """Pools are keyed by role; KV tiers share the same maps as "tier:<name>"."""
+    return f"tier:{name}"
+
+
+def target_replicas(pools: Mapping[str, int], tiers: Mapping[str, int]) -> dict[str, int]:
+    """Pool and tier replicas in one map keyed like the actuator's targets."""
+    return {**pools, **{tier_key(k): v for k, v in tiers.items()}}
+
+
 @dataclass(frozen=True)
 class PastRecommendation:
     time: float  # unix seconds

@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 
+from goodput.actuator.behavior import tier_key
 from goodput.actuator.kube import REQUEST_TIMEOUT_S, KubeScaleClient
 from goodput.api.spec import GROUP, PLURAL, VERSION, GoodputPolicySpec, parse_duration
 from goodput.metrics.client import PrometheusClient
@@ -131,10 +132,10 @@ def _publish(namespace: str, name: str, out: Outcome) -> None:
         telemetry.DESIRED_REPLICAS.labels(target=p.role, **labels).set(p.desired_replicas)
         telemetry.CURRENT_REPLICAS.labels(target=p.role, **labels).set(p.current_replicas)
     for tier in st.tiers:
-        telemetry.DESIRED_REPLICAS.labels(target=f"tier:{tier.name}", **labels).set(
+        telemetry.DESIRED_REPLICAS.labels(target=tier_key(tier.name), **labels).set(
             tier.desired_replicas
         )
-        telemetry.CURRENT_REPLICAS.labels(target=f"tier:{tier.name}", **labels).set(
+        telemetry.CURRENT_REPLICAS.labels(target=tier_key(tier.name), **labels).set(
             tier.current_replicas
         )
     if st.goodput is not None:

@@ -17,7 +17,12 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from goodput.actuator.behavior import PastRecommendation, apply_behavior
+from goodput.actuator.behavior import (
+    PastRecommendation,
+    apply_behavior,
+    target_replicas,
+    tier_key,
+)
 from goodput.actuator.budget import TargetState, budget_safe_writes, gpus_held
 from goodput.actuator.kube import WorkloadScale
 from goodput.api.spec import GoodputPolicySpec, Mode, TargetRef, format_validation_error
@@ -81,13 +86,9 @@ class _Runtime:
     source: ObservationSource
 
 
-def _target_key(role_or_tier: str, is_tier: bool) -> str:
-    return f"tier:{role_or_tier}" if is_tier else role_or_tier
-
-
 def _targets(spec: GoodputPolicySpec) -> dict[str, TargetRef]:
     refs = {p.role.value: p.target_ref for p in spec.pools}
-    refs.update({_target_key(t.name, True): t.target_ref for t in spec.kv_cache.tiers})
+    refs.update({tier_key(t.name): t.target_ref for t in spec.kv_cache.tiers})
     return refs
 
 
@@ -159,8 +160,7 @@ class Reconciler:
         current = Allocation(
             pools={p.role.value: scales[p.role.value].spec_replicas for p in resolved.pools},
             tiers={
-                tr.name: scales[_target_key(tr.name, True)].spec_replicas
-                for tr in resolved.kv_cache.tiers
+                tr.name: scales[tier_key(tr.name)].spec_replicas for tr in resolved.kv_cache.tiers
             },
         )
         plan = rt.planner.decide(observation, current, now)
@@ -194,9 +194,9 @@ class Reconciler:
         namespace: str,
     ) -> Outcome:
         now = t.now.timestamp()
-        cur = {**current.pools, **{_target_key(k, True): v for k, v in current.tiers.items()}}
+        cur = target_replicas(current.pools, current.tiers)
         gpus = {p.role.value: p.gpus_per_replica or 0 for p in spec.pools}
-        gpus.update({_target_key(tr.name, True): tr.gpus_per_replica for tr in spec.kv_cache.tiers})
+        gpus.update({tier_key(tr.name): tr.gpus_per_replica for tr in spec.kv_cache.tiers})
         states = {
             k: TargetState(s.spec_replicas, s.pods_present, gpus[k]) for k, s in scales.items()
         }
@@ -220,14 +220,11 @@ class Reconciler:
         )
         t.set(ConditionType.ScalingActive, True, plan.reason, plan.message)
 
-        desired = {
-            **{r: d.replicas for r, d in plan.pools.items()},
-            **{_target_key(k, True): v for k, v in plan.tiers.items()},
-        }
+        desired = target_replicas({r: d.replicas for r, d in plan.pools.items()}, plan.tiers)
         history = [
             PastRecommendation(
                 r.time.timestamp(),
-                {**r.pools, **{_target_key(k, True): v for k, v in r.tiers.items()}},
+                target_replicas(r.pools, r.tiers),
             )
             for r in prev.recommendations
         ]
@@ -412,8 +409,8 @@ def _status(
     tiers = [
         TierStatus(
             name=tr.name,
-            current_replicas=after[_target_key(tr.name, True)],
-            desired_replicas=desired[_target_key(tr.name, True)],
+            current_replicas=after[tier_key(tr.name)],
+            desired_replicas=desired[tier_key(tr.name)],
         )
         for tr in spec.kv_cache.tiers
     ]
@@ -436,7 +433,7 @@ def _status(
         applied=applied and bool(writes),
         hold=plan.hold,
         pools={r: desired[r] for r in plan.pools},
-        tiers={k: desired[_target_key(k, True)] for k in plan.tiers},
+        tiers={k: desired[tier_key(k)] for k in plan.tiers},
         total_gpus=plan.total_gpus,
         binding_constraint=plan.binding_constraint,
         runner_up=None

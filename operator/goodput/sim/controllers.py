@@ -371,13 +371,16 @@ class WithBehavior:
         self.last_down: float | None = None
 
     def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
-        from goodput.actuator.behavior import PastRecommendation, apply_behavior
+        from goodput.actuator.behavior import (
+            PastRecommendation,
+            apply_behavior,
+            target_replicas,
+            tier_key,
+        )
 
         plan = self.inner.decide(observation, current, now)
-        desired = {r: d.replicas for r, d in plan.pools.items()}
-        desired.update({f"tier:{k}": v for k, v in plan.tiers.items()})
-        cur = dict(current.pools)
-        cur.update({f"tier:{k}": v for k, v in current.tiers.items()})
+        desired = target_replicas({r: d.replicas for r, d in plan.pools.items()}, plan.tiers)
+        cur = target_replicas(current.pools, current.tiers)
         if not self.history:
             # The run starts mid-life, not at a cold start: the fleet has been at its
             # initial allocation (every controller gets this same assumption).
@@ -397,7 +400,7 @@ class WithBehavior:
         if any(out[k] < cur.get(k, out[k]) for k in out):
             self.last_down = now
         pools = {r: d.model_copy(update={"replicas": out[r]}) for r, d in plan.pools.items()}
-        tiers = {k: out[f"tier:{k}"] for k in plan.tiers}
+        tiers = {k: out[tier_key(k)] for k in plan.tiers}
         total = sum(d.replicas * d.gpus_per_replica for d in pools.values())
         return plan.model_copy(update={"pools": pools, "tiers": tiers, "total_gpus": total})
 
