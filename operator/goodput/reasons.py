@@ -1,8 +1,11 @@
-"""One vocabulary of reason codes.
+"""One vocabulary of reason codes, and one of the limits that bind a decision.
 
-The same code names a planner decision, a condition reason, an event reason, the
-``reason`` label of ``goodput_decisions_total`` and the ``reason`` log field
-(the pattern of Karpenter's and KEDA's event constants).
+The same ``Reason`` names a planner decision, a condition reason, an event reason, the
+``reason`` label of ``goodput_decisions_total`` and the ``reason`` log field (the
+pattern of Karpenter's and KEDA's event constants). ``Limit`` names what bound a
+decision (status ``lastDecision.bindingConstraint``, the ``ScalingLimited`` condition's
+message and the ``limit`` log field), so an explanation can never cite a limit that
+the code does not know.
 """
 
 from enum import StrEnum
@@ -16,18 +19,41 @@ class Reason(StrEnum):
     SteadyState = "SteadyState"  # current allocation is already the best plan
     ZeroDemand = "ZeroDemand"  # no traffic: every pool at its minimum
     BudgetExhausted = "BudgetExhausted"  # SLO not reachable inside gpuBudget; best plan returned
+    SloUnreachable = "SloUnreachable"  # SLO not reachable by any allocation (not the budget)
     # Holds (nothing changes, and we say why)
     MetricsMissing = "MetricsMissing"  # a required signal is absent or failed
     MetricsStale = "MetricsStale"  # newest sample older than allowed
+    MetricsPartial = "MetricsPartial"  # a rate's window overlaps a gap in the data
     StabilizationWindow = "StabilizationWindow"  # a scale-down is held by the window
     RateLimited = "RateLimited"  # scale step limited by behavior policies
     # Actuation and policy validity
     RecommendOnly = "RecommendOnly"  # mode Recommend: published, not applied
     InvalidPolicy = "InvalidPolicy"  # spec passed the schema but can never work
+    ProfileNotFound = "ProfileNotFound"  # a pool names a profile that does not exist
+    ProfileMissing = "ProfileMissing"  # a pool names no profile and none can be derived
     TargetNotFound = "TargetNotFound"  # a targetRef does not exist or has no /scale
-    ConflictingController = "ConflictingController"  # an HPA/KEDA also scales the target
+    ConflictingController = "ConflictingController"  # an HPA/KEDA/policy also scales it
     WaitingForScaleDown = "WaitingForScaleDown"  # shrink issued; grow waits until it lands
     ScaleFailed = "ScaleFailed"  # the API server refused a /scale patch
+    OverBudget = "OverBudget"  # GPUs held exceed gpuBudget: shrinking at once
+    MinimumsExceedBudget = "MinimumsExceedBudget"  # minReplicas alone need more than budget
     PrometheusUnreachable = "PrometheusUnreachable"
+    StandingBy = "StandingBy"  # another operator replica is active (kopf peering)
     Initializing = "Initializing"  # first sight: conditions Unknown
     Succeeded = "Succeeded"  # generic positive condition reason
+
+
+class Limit(StrEnum):
+    """What bound a decision. ``None`` when nothing did: the plan is what the demand
+    and the SLO ask for."""
+
+    None_ = "None"  # nothing bound the plan
+    GpuBudget = "GpuBudget"  # no pool below its maxReplicas could fit one more replica
+    MaxReplicas = "MaxReplicas"  # a pool that needs more sits at its maxReplicas
+    MinReplicas = "MinReplicas"  # demand needs less than the pools' minReplicas
+    SloFloor = "SloFloor"  # no replica count meets the SLO (e.g. ITL below the HBM floor)
+    ObservedViolation = "ObservedViolation"  # a pool missing its SLO is not shrunk
+    ScaleDownPatience = "ScaleDownPatience"  # recent plans wanted more; shrink deferred
+    StabilizationWindow = "StabilizationWindow"  # behavior window held a change
+    StepLimit = "StepLimit"  # behavior step policies capped a change
+    WaitingForScaleDown = "WaitingForScaleDown"  # a grow waits for released GPUs
