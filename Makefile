@@ -31,14 +31,11 @@ lint: $(STAMP)
 test-unit: $(STAMP)
 	$(PY) -m pytest -q -m "not integration" tests/unit
 
-# Debian's Prometheus, installed only when missing (CI starts bare).
+# Debian's prometheus and openssl, installed only when missing (CI starts bare); fails
+# at once with the real error, stops only the service the package started, and checks
+# the Go version if a tool still has to be built (hack/system-deps.sh).
 system-deps:
-	@command -v prometheus >/dev/null && command -v openssl >/dev/null || ( \
-	  echo "installing Debian packages: prometheus openssl"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus openssl >/dev/null && \
-	  $$SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true; \
-	  $$SUDO pkill -x prometheus || true )
+	./hack/system-deps.sh
 
 tools:
 	./hack/build-tools.sh all

@@ -11,6 +11,11 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+# The newest `go` directive among the modules built here (k8s.io/kubernetes v1.36.3,
+# sigs.k8s.io/kwok v0.8.0 and helm.sh/helm/v3 v3.22.0 all say `go 1.26.0`). With
+# GOTOOLCHAIN=local an older go refuses them after minutes of downloads, so it is
+# checked before any build. Raise it together with the versions above.
+GO_MIN="${GO_MIN:-1.26.0}"
 CACHE="${GOODPUT_TOOLS_CACHE:-$HOME/.cache/goodput-operator}"
 BIN="$CACHE/bin"
 
@@ -19,12 +24,28 @@ mkdir -p "$BIN"
 
 log() { printf '[build-tools] %s\n' "$*" >&2; }
 
+# Fails with the version needed when go is missing or older than GO_MIN.
+require_go() {
+  local have
+  if ! command -v go >/dev/null 2>&1; then
+    log "ERROR: go is not on PATH; building the test tools needs Go >= $GO_MIN (https://go.dev/dl/)"
+    exit 1
+  fi
+  have=$(go env GOVERSION 2>/dev/null || true)
+  have="${have#go}"; have="${have%%[!0-9.]*}"
+  if [ -z "$have" ] || [ "$(printf '%s\n%s\n' "$GO_MIN" "$have" | sort -V | head -n1)" != "$GO_MIN" ]; then
+    log "ERROR: $(command -v go) is Go ${have:-unknown}; building the test tools needs Go >= $GO_MIN (https://go.dev/dl/; GOTOOLCHAIN=local, so go will not download a newer one)"
+    exit 1
+  fi
+}
+
 k8s_dir="$BIN/kubernetes-$K8S_VERSION"
 build_kubernetes() {
   local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd)
   local missing=0
   for b in "${want[@]}"; do [ -x "$k8s_dir/$b" ] || missing=1; done
   [ "$missing" = 0 ] && { log "kubernetes $K8S_VERSION cached in $k8s_dir"; return; }
+  require_go
 
   local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   local patch="${K8S_VERSION##*.}"
@@ -37,7 +58,7 @@ build_kubernetes() {
   {
     echo "module goodput.dev/k8s-build"
     echo
-    echo "go 1.26.0"
+    echo "go $GO_MIN"
     echo
     echo "require k8s.io/kubernetes $K8S_VERSION"
     echo
@@ -81,6 +102,7 @@ GO
 kwok_dir="$BIN/kwok-$KWOK_VERSION"
 build_kwok() {
   [ -x "$kwok_dir/kwok" ] && { log "kwok $KWOK_VERSION cached"; return; }
+  require_go
   log "building kwok $KWOK_VERSION"
   mkdir -p "$kwok_dir.tmp"
   GOBIN="$kwok_dir.tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
@@ -99,6 +121,7 @@ K8S_MINOR="${K8S_VERSION#v1.}"; K8S_MINOR="${K8S_MINOR%%.*}"
 helm_dir="$BIN/helm-$HELM_VERSION-k8s1.$K8S_MINOR"
 build_helm() {
   [ -x "$helm_dir/helm" ] && { log "helm $HELM_VERSION cached"; return; }
+  require_go
   log "building helm $HELM_VERSION"
   mkdir -p "$helm_dir.tmp"
   local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
@@ -116,6 +139,13 @@ case "${1:-all}" in
   kubernetes) build_kubernetes ;;
   kwok) build_kwok ;;
   helm) build_helm ;;
+  # Up-front check for make: Go is needed only when some binary is not cached yet.
+  check)
+    for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd; do
+      [ -x "$k8s_dir/$b" ] || { require_go; exit 0; }
+    done
+    [ -x "$kwok_dir/kwok" ] && [ -x "$helm_dir/helm" ] || require_go
+    ;;
   paths) echo "K8S_BIN=$k8s_dir"; echo "KWOK_BIN=$kwok_dir"; echo "HELM_BIN=$helm_dir" ;;
-  *) echo "usage: $0 [all|kubernetes|kwok|helm|paths]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kubernetes|kwok|helm|check|paths]" >&2; exit 2 ;;
 esac
