@@ -18,6 +18,27 @@ from tests.harness.process import ManagedProcess, free_port, wait_until
 from tests.harness.tools import Tools, tools
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+# Node liveness as a kubelet does it: KWOK holds and renews one Lease per node in
+# kube-node-lease (every duration/4, kubelet's ratio), which the node lifecycle
+# controller reads. Without --node-lease-duration-seconds KWOK makes no leases and the
+# heartbeat-with-lease stage refreshes node status only every 10-20 min, so every
+# node went NotReady after the grace period (and every pod with it). The grace period
+# is shortened from the default 50 s so a test can outlast it quickly; 6 renewals fit.
+NODE_LEASE_DURATION_S = 20
+NODE_MONITOR_GRACE_PERIOD_S = 30
+NODE_MONITOR_PERIOD_S = 2
+# Requests by service accounts (the operator under test, never the control plane,
+# which runs as admin) are audited at Metadata level, so a test can read which verbs
+# on which resources the operator used and which were refused.
+_AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+        {"level": "None"},
+    ],
+}
 # Node, heartbeat-with-lease and pod lifecycle stages, as kwokctl's default "fast" set.
 _KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
@@ -64,6 +85,7 @@ class LocalCluster:
     processes: list[ManagedProcess] = field(default_factory=list)
     kubeconfig: Path = field(init=False)
     server: str = field(init=False)
+    audit_log: Path = field(init=False)
     _ns_counter: itertools.count[int] = field(default_factory=itertools.count)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -109,6 +131,9 @@ class LocalCluster:
 
         port = free_port()
         self.server = f"https://127.0.0.1:{port}"
+        audit_policy = self.workdir / "audit-policy.json"
+        audit_policy.write_text(json.dumps(_AUDIT_POLICY))
+        self.audit_log = self.workdir / "audit.log"
         apiserver = self._spawn(
             "kube-apiserver",
             [
@@ -128,6 +153,9 @@ class LocalCluster:
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
                 "--profiling=false",
+                f"--audit-policy-file={audit_policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
             ],
         )
         self.kubeconfig = self.workdir / "kubeconfig"
@@ -148,6 +176,8 @@ class LocalCluster:
                 f"--root-ca-file={pki.ca_crt}",
                 "--use-service-account-credentials=false",
                 "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
+                f"--node-monitor-grace-period={NODE_MONITOR_GRACE_PERIOD_S}s",
+                f"--node-monitor-period={NODE_MONITOR_PERIOD_S}s",
             ],
         )
         self._spawn(
@@ -176,6 +206,7 @@ class LocalCluster:
                 f"--node-port={free_port()}",
                 f"--server-address=127.0.0.1:{free_port()}",
                 "--cidr=10.244.0.0/16",
+                f"--node-lease-duration-seconds={NODE_LEASE_DURATION_S}",
             ],
         )
         for i in range(self.nodes):
@@ -230,6 +261,31 @@ class LocalCluster:
         cfg = client.Configuration()
         config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
         return client.ApiClient(cfg)
+
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, path: Path, duration: str = "2h"
+    ) -> Path:
+        """A kubeconfig that authenticates as a ServiceAccount with a bound token from
+        the TokenRequest API (what a pod's projected token is), at ``path``."""
+        token = self.kubectl(
+            "create", "token", name, "-n", namespace, f"--duration={duration}"
+        ).stdout.strip()
+        cfg = json.loads(self.kubeconfig.read_text())
+        cfg["users"] = [{"name": f"{namespace}:{name}", "user": {"token": token}}]
+        cfg["contexts"][0]["context"]["user"] = f"{namespace}:{name}"
+        path.write_text(json.dumps(cfg, indent=2))
+        return path
+
+    def audit_events(self, username: str) -> list[dict[str, Any]]:
+        """Requests of one user (service accounts only) from the audit log, one per
+        request: the last stage seen (a watch still open has only ResponseStarted)."""
+        by_id: dict[str, dict[str, Any]] = {}
+        with contextlib.suppress(FileNotFoundError), self.audit_log.open() as f:
+            for line in f:
+                ev = json.loads(line)
+                if ev.get("user", {}).get("username") == username:
+                    by_id[ev["auditID"]] = ev
+        return list(by_id.values())
 
     def log_tails(self) -> str:
         return "\n".join(f"== {p.name} ==\n{p.tail()}" for p in self.processes)
