@@ -133,3 +133,19 @@ def test_a_shrink_that_funds_another_pools_growth_is_not_held_by_the_window() ->
     )
     assert moved.replicas == {"decode": 4, "prefill": 4}
     assert moved.stabilized == []
+
+
+def test_a_grow_beside_terminating_pods_counts_them() -> None:
+    """decode asks for 1 while 2 more pods still terminate (3 x 2 GPUs held). Asking for
+    2 makes a new pod beside the terminating ones (a ReplicaSet does not count them):
+    4 pods x 2 + prefill 1 = 9 > 7, so the grow waits; the old max(spec, pods) rule let
+    it through."""
+    targets = {"prefill": TargetState(1, 1, 1), "decode": TargetState(1, 3, 2, 2)}
+    w = budget_safe_writes(targets, {"prefill": 1, "decode": 2}, budget=7)
+    assert w.replicas == {}
+    assert w.deferred == {"decode": 2}
+    # Once they are gone it fits.
+    targets = {"prefill": TargetState(1, 1, 1), "decode": TargetState(1, 1, 2)}
+    assert budget_safe_writes(targets, {"prefill": 1, "decode": 2}, budget=7).replicas == {
+        "decode": 2
+    }

@@ -36,6 +36,7 @@ def test_first_sight_every_condition_is_unknown() -> None:
         "MetricsAvailable",
         "BudgetSatisfiable",
         "Ready",
+        "WithinBudget",
     } == names
 
 

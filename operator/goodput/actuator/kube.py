@@ -12,10 +12,21 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from goodput.api.spec import TargetRef
+from goodput.actuator.claims import Claim, claims_of
+from goodput.api.spec import GROUP, PLURAL, VERSION, TargetRef
+from goodput.reasons import Reason
 
 GPU_RESOURCE = "nvidia.com/gpu"
 REQUEST_TIMEOUT_S = 10  # every API call is bounded; the client has no default
+
+
+class TargetError(Exception):
+    """A target that cannot be scaled, in words a person can act on."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,7 @@ class WorkloadScale:
     status_replicas: int
     selector: str
     pods_present: int  # pods that exist and hold their GPUs (terminating included)
+    pods_terminating: int  # of those, the ones being deleted (not counted by a ReplicaSet)
     pods_ready: int
     template_gpus: int | None  # nvidia.com/gpu limits of one replica's pod template
 
@@ -70,18 +82,50 @@ class KubeScaleClient:
     def _resource(self, ref: TargetRef) -> Any:
         return self._dyn().resources.get(api_version=ref.api_version, kind=ref.kind)
 
+    def _scale_resource(self, ref: TargetRef, namespace: str) -> Any:
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        where = f"{ref.kind}/{ref.name} in namespace {namespace}"
+        try:
+            resource = self._resource(ref)
+        except ResourceNotFoundError:
+            raise TargetError(
+                Reason.TargetNotFound,
+                f"cannot scale {where}: the API server serves no kind {ref.kind} in"
+                f" {ref.api_version} (is its CRD installed?); nothing changed",
+            ) from None
+        scale = resource.subresources.get("scale")
+        if scale is None:
+            raise TargetError(
+                Reason.ScaleFailed,
+                f"cannot scale {where}: {ref.kind} has no scale subresource; point targetRef"
+                " at a Deployment, StatefulSet or another kind with /scale; nothing changed",
+            )
+        return resource, scale
+
     def _read(self, ref: TargetRef, namespace: str) -> WorkloadScale:
         from kubernetes import client
+        from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError
 
-        resource = self._resource(ref)
-        scale = (
-            resource.subresources["scale"]
-            .get(name=ref.name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT_S)
-            .to_dict()
-        )
-        obj = resource.get(
-            name=ref.name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT_S
-        ).to_dict()
+        resource, scale_res = self._scale_resource(ref, namespace)
+        where = f"{ref.kind}/{ref.name} in namespace {namespace}"
+        try:
+            obj = resource.get(
+                name=ref.name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT_S
+            ).to_dict()
+            scale = scale_res.get(
+                name=ref.name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT_S
+            ).to_dict()
+        except NotFoundError:
+            raise TargetError(
+                Reason.TargetNotFound, f"{where} not found; nothing changed"
+            ) from None
+        except ForbiddenError as err:
+            raise TargetError(
+                Reason.ScaleFailed,
+                f"cannot read {where}/scale: forbidden ({_message(err)}); grant the"
+                " operator get on its scale subresource; nothing changed",
+            ) from None
         selector = (scale.get("status") or {}).get("selector") or ""
         pods = (
             client.CoreV1Api(self._api_client)
@@ -97,12 +141,16 @@ class KubeScaleClient:
             status_replicas=int((scale.get("status") or {}).get("replicas") or 0),
             selector=selector,
             pods_present=sum(1 for p in pods if _pod_holds_gpus(p)),
+            pods_terminating=sum(
+                1 for p in pods if _pod_holds_gpus(p) and p.metadata.deletion_timestamp
+            ),
             pods_ready=sum(1 for p in pods if _pod_ready(p)),
             template_gpus=_template_gpus(obj),
         )
 
     def _write(self, ref: TargetRef, namespace: str, replicas: int) -> None:
-        self._resource(ref).subresources["scale"].patch(
+        _, scale = self._scale_resource(ref, namespace)
+        scale.patch(
             body={"spec": {"replicas": replicas}},
             name=ref.name,
             namespace=namespace,
@@ -122,6 +170,18 @@ class KubeScaleClient:
             if h.spec.scale_target_ref.kind == ref.kind and h.spec.scale_target_ref.name == ref.name
         ]
 
+    def _claims(self, namespace: str) -> list[Claim]:
+        from kubernetes import client
+
+        listed: Any = client.CustomObjectsApi(self._api_client).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, _request_timeout=REQUEST_TIMEOUT_S
+        )
+        return claims_of(listed.get("items") or [])
+
+    async def claims(self, namespace: str) -> list[Claim]:
+        """Every GoodputPolicy in the namespace and the targets it names."""
+        return await asyncio.to_thread(self._claims, namespace)
+
     async def read(self, ref: TargetRef, namespace: str) -> WorkloadScale:
         return await asyncio.to_thread(self._read, ref, namespace)
 
@@ -131,3 +191,11 @@ class KubeScaleClient:
     async def other_autoscalers(self, ref: TargetRef, namespace: str) -> list[str]:
         """HPAs (KEDA's included: it drives an HPA) that scale the same target."""
         return await asyncio.to_thread(self._autoscalers, ref, namespace)
+
+
+def _message(err: Any) -> str:
+    """The API server's message from a dynamic-client error."""
+    summary = getattr(err, "summary", None)
+    if callable(summary):
+        return str(summary())
+    return str(getattr(err, "reason", err))

@@ -66,7 +66,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
      "description": "The Ready condition."},
     {"name": "Reason", "type": "string", "jsonPath": ".status.lastDecision.reason",
-     "priority": 1, "description": "Reason code of the last decision."},
+     "description": "Reason code of the last decision: why it acts or holds."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]  # fmt: skip
 

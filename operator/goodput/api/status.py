@@ -19,7 +19,7 @@ from typing import Annotated
 from pydantic import Field, WithJsonSchema
 
 from goodput.api._base import ApiModel
-from goodput.reasons import Reason
+from goodput.reasons import Limit, Reason
 
 # metav1.Condition's reason rule; the pydantic side is stricter (the Reason enum).
 _REASON_SCHEMA = {
@@ -29,7 +29,23 @@ _REASON_SCHEMA = {
     "pattern": r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
 }
 ReasonCode = Annotated[Reason, WithJsonSchema(_REASON_SCHEMA)]
+# A condition's reason is a Reason or, for ScalingLimited, the Limit that bound it.
+ConditionReason = Annotated[Reason | Limit, WithJsonSchema(_REASON_SCHEMA)]
+LimitCode = Annotated[Limit, WithJsonSchema({"type": "string"})]
 _REASONS = ", ".join(r.value for r in Reason)
+_LIMITS = ", ".join(x.value for x in Limit)
+LIMIT_DOCS = (
+    "None: nothing bound the plan (demand and the SLO sized it); "
+    "GpuBudget: no pool below its maxReplicas could fit one more replica in gpuBudget; "
+    "MaxReplicas: a pool that would need more sits at its maxReplicas (bindingPool); "
+    "MinReplicas: demand needs less than the pools' minReplicas; "
+    "SloFloor: no replica count meets the SLO (e.g. an ITL below the HBM-bandwidth floor); "
+    "ObservedViolation: a pool missing its SLO is not shrunk (bindingPool); "
+    "ScaleDownPatience: recent plans wanted more replicas, the shrink waits; "
+    "StabilizationWindow: a behavior stabilization window held a change; "
+    "StepLimit: behavior step policies capped a change; "
+    "WaitingForScaleDown: a grow waits until released GPUs are gone."
+)
 
 MAX_RECOMMENDATIONS = 512  # 2 h of history at a 15 s interval, more than any window
 
@@ -41,6 +57,7 @@ class ConditionType(StrEnum):
     AbleToScale = "AbleToScale"  # HPA: targets exist, can be read and scaled
     ScalingActive = "ScalingActive"  # HPA: the controller is computing a plan
     ScalingLimited = "ScalingLimited"  # HPA: min/max replicas, budget or step limits bind
+    WithinBudget = "WithinBudget"  # GPUs held <= gpuBudget (False: shrinking at once)
 
 
 class ConditionStatus(StrEnum):
@@ -54,14 +71,15 @@ class Condition(ApiModel):
 
     type: ConditionType = Field(
         description=(
-            "Ready, MetricsAvailable, BudgetSatisfiable, AbleToScale, ScalingActive "
-            "or ScalingLimited."
+            "Ready, MetricsAvailable, BudgetSatisfiable, AbleToScale, ScalingActive, "
+            "ScalingLimited or WithinBudget."
         )
     )
     status: ConditionStatus = Field(description="True, False or Unknown.")
-    reason: ReasonCode = Field(
+    reason: ConditionReason = Field(
         description=(
-            f"CamelCase reason code, the same vocabulary as events and metrics: {_REASONS}."
+            f"CamelCase reason code, the same vocabulary as events and metrics: {_REASONS}; "
+            f"for ScalingLimited, the limit that bound the decision: {_LIMITS}."
         )
     )
     message: str = Field("", max_length=32768, description="Human-readable details.")
@@ -129,6 +147,17 @@ class Alternative(ApiModel):
     predicted_attainment: float = Field(0.0, description="Its predicted SLO attainment.")
 
 
+class WriteRecord(ApiModel):
+    """One /scale write: what was asked, and whether the API server took it."""
+
+    target: str = Field(description="Kind/name of the scaled workload.")
+    key: str = Field(description="Pool role or tier:<name>.")
+    from_replicas: int = Field(alias="from", description="spec.replicas before the write.")
+    to_replicas: int = Field(alias="to", description="spec.replicas asked for.")
+    ok: bool = Field(description="True when the API server accepted the write.")
+    error: str | None = Field(None, description="The API server's error, when it refused.")
+
+
 class Decision(ApiModel):
     """The last plan, with the reason code shared by conditions, events and metrics."""
 
@@ -142,8 +171,15 @@ class Decision(ApiModel):
     pools: dict[str, int] = Field(default_factory=dict, description="Desired replicas per role.")
     tiers: dict[str, int] = Field(default_factory=dict, description="Desired replicas per tier.")
     total_gpus: int = Field(0, description="GPUs the plan holds.")
-    binding_constraint: str = Field(
-        "none", description="What limited the plan: none, budget, maxReplicas, stepLimit, ..."
+    binding_constraint: LimitCode = Field(
+        Limit.None_, description=f"What bound the decision. {LIMIT_DOCS}"
+    )
+    binding_pool: str | None = Field(
+        None, description="The pool role or tier key the binding constraint applies to."
+    )
+    writes: list[WriteRecord] = Field(
+        default_factory=list,
+        description="The /scale writes of this decision, in the order they were issued.",
     )
     runner_up: Alternative | None = Field(None, description="The best plan not chosen.")
 
@@ -226,7 +262,7 @@ def set_condition(
     conditions: Sequence[Condition],
     type_: ConditionType,
     status: ConditionStatus,
-    reason: Reason,
+    reason: Reason | Limit,
     message: str,
     now: datetime,
     observed_generation: int | None = None,
@@ -286,6 +322,7 @@ __all__ = [
     "Recommendation",
     "ReplicaSummary",
     "TierStatus",
+    "WriteRecord",
     "initial_conditions",
     "replica_summary",
     "set_condition",

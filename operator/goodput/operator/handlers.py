@@ -1,13 +1,31 @@
-"""kopf wiring: settings at start-up and one daemon per GoodputPolicy whose period
-comes from the spec (a daemon with its own sleep, as kopf's docs advise for
-spec-driven intervals). Handlers stay thin; the work is in ``reconcile``."""
+"""kopf wiring: start-up settings, and one control loop per GoodputPolicy.
+
+The loops are asyncio tasks started and stopped from a ``@kopf.on.event`` handler
+rather than ``@kopf.daemon``: kopf puts a finalizer on every object that has a daemon
+or a timer, so with the operator down (or uninstalled) ``kubectl delete gp`` and
+namespace deletion would hang. Nothing has to be undone when a policy goes, so no
+finalizer is needed: a DELETED event stops its loop, and a loop whose policy is gone
+(its status write answers 404) stops itself.
+
+kopf pauses its own watches for a higher-priority peer but does not know these tasks,
+so each loop applies kopf's peering rule itself (``goodput.operator.peering``) and
+stands by while another replica is active.
+
+Each tick: ``Reconciler.tick`` (observe, plan, decide, write), then the status is
+written whole (a JSON patch replacing ``/status``, so nothing from an older decision
+survives), then the events, metrics and one structured log line. Failures back off
+exponentially up to ``MAX_BACKOFF_S``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -19,13 +37,35 @@ from goodput.metrics.client import PrometheusClient
 from goodput.metrics.source import PrometheusObservationSource
 from goodput.observation import Observation
 from goodput.operator import telemetry
-from goodput.operator.reconcile import Outcome, Reconciler
+from goodput.operator.peering import Standing, peers_of, standing
+from goodput.operator.reconcile import Outcome, PolicyRef, Reconciler
 from goodput.operator.secrets import prometheus_credentials
 
 log = logging.getLogger("goodput.operator")
 FALLBACK_INTERVAL_S = 15.0
 TICK_TIMEOUT_S = 60.0  # a stuck tick is abandoned and retried, never silently hung
+MAX_BACKOFF_S = 120.0
+PEERING_CACHE_S = 2.0
 _api_client: Any = None
+
+
+@dataclass
+class RunConfig:
+    """How this process was started (set by ``goodput run`` before kopf starts)."""
+
+    identity: str = field(default_factory=lambda: os.environ.get("POD_ID") or _own_id())
+    priority: int = 0
+    peering: str | None = None  # None: standalone, this replica always acts
+    clusterwide: bool = True
+
+
+def _own_id() -> str:
+    import socket
+
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+RUN = RunConfig()
 
 
 def api_client() -> Any:
@@ -55,12 +95,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.finalizer = f"{GROUP}/finalizer"  # removed from older objects
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
-    settings.posting.level = logging.INFO
+    # Events are posted explicitly, one per write or change of decision; kopf's own
+    # log lines become events only when something is wrong.
+    settings.posting.level = logging.WARNING
 
 
 class PolicyPrometheus:
@@ -104,23 +146,78 @@ def _interval(spec: dict[str, Any]) -> float:
         return FALLBACK_INTERVAL_S
 
 
+class PolicyGone(Exception):
+    """The policy was deleted while its loop ran."""
+
+
 async def _write_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Replace /status whole: a merge patch would keep fields the decision no longer has."""
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
     api = client.CustomObjectsApi(api_client())
-    await asyncio.to_thread(
-        api.patch_namespaced_custom_object_status,
-        GROUP,
-        VERSION,
-        namespace,
-        PLURAL,
-        name,
-        {"status": status},
-        _request_timeout=REQUEST_TIMEOUT_S,
-    )
+    try:
+        await asyncio.to_thread(
+            api.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            [{"op": "add", "path": "/status", "value": status}],
+            _request_timeout=REQUEST_TIMEOUT_S,
+            _content_type="application/json-patch+json",
+        )
+    except ApiException as err:
+        if err.status == 404:
+            raise PolicyGone(name) from None
+        raise
 
 
-def _publish(namespace: str, name: str, out: Outcome) -> None:
+class PeeringView:
+    """The peering object's peers, read at most every ``PEERING_CACHE_S`` per scope."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[float, Standing]] = {}
+
+    async def standing(self, namespace: str) -> Standing:
+        if RUN.peering is None:
+            return Standing(True, "standalone: no peering")
+        scope = "" if RUN.clusterwide else namespace
+        hit = self._cache.get(scope)
+        if hit is not None and time.monotonic() - hit[0] < PEERING_CACHE_S:
+            return hit[1]
+        try:
+            raw = await asyncio.to_thread(self._read, scope)
+            result = standing(peers_of(raw), RUN.identity, RUN.priority, datetime.now(UTC))
+        except Exception as err:  # cannot see the peers: acting could double-write
+            result = Standing(False, f"standing by: cannot read peering {RUN.peering}: {err}")
+        self._cache[scope] = (time.monotonic(), result)
+        return result
+
+    def _read(self, scope: str) -> dict[str, Any]:
+        from kubernetes import client
+
+        api = client.CustomObjectsApi(api_client())
+        name = RUN.peering or ""
+        obj: Any
+        if scope:
+            obj = api.get_namespaced_custom_object(
+                "kopf.dev", "v1", scope, "kopfpeerings", name,
+                _request_timeout=REQUEST_TIMEOUT_S,
+            )  # fmt: skip
+        else:
+            obj = api.get_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", name,
+                _request_timeout=REQUEST_TIMEOUT_S,
+            )  # fmt: skip
+        return dict(obj.get("status") or {})
+
+
+PEERS = PeeringView()
+
+
+def _publish(namespace: str, name: str, out: Outcome, tick_s: float) -> None:
     labels = {"namespace": namespace, "policy": name}
     telemetry.DECISIONS.labels(reason=out.reason.value, **labels).inc()
     st = out.status
@@ -148,48 +245,166 @@ def _publish(namespace: str, name: str, out: Outcome) -> None:
             telemetry.CONDITION.labels(type=c.type.value, status=s, **labels).set(
                 1.0 if c.status.value == s else 0.0
             )
-    for target, replicas in out.writes.items():
-        telemetry.SCALE_WRITES.labels(target=target, direction="set", **labels).inc()
-        log.info("scaled", extra={"policy": name, "target": target, "replicas": replicas})
+    decision = st.last_decision
+    for r in out.writes:
+        w = r.write
+        direction = "up" if w.up else "down"
+        result = "ok" if r.ok else "refused"
+        telemetry.SCALE_WRITES.labels(
+            target=w.key, direction=direction, result=result, **labels
+        ).inc()
+        log.info(
+            "scale %s %s %d -> %d %s",
+            w.target,
+            direction,
+            w.from_replicas,
+            w.to_replicas,
+            result,
+            extra={
+                "namespace": namespace,
+                "policy": name,
+                "target": w.target,
+                "key": w.key,
+                "from": w.from_replicas,
+                "to": w.to_replicas,
+                "result": result,
+                "error": r.error,
+            },
+        )
+    log.log(
+        logging.WARNING if out.failed else logging.INFO,
+        "decision %s: %s",
+        out.reason.value,
+        decision.message if decision else "",
+        extra={
+            "namespace": namespace,
+            "policy": name,
+            "reason": out.reason.value,
+            "limit": decision.binding_constraint.value if decision else None,
+            "limit_pool": decision.binding_pool if decision else None,
+            "gpus_held": st.gpus_allocated,
+            "gpu_budget": st.gpu_budget,
+            "tick_seconds": round(tick_s, 4),
+        },
+    )
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5.0)
-async def control_loop(
-    name: str,
-    namespace: str | None,
-    meta: kopf.Meta,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    body: kopf.Body,
-    stopped: kopf.DaemonStopped,
-    logger: kopf.Logger,
-    **_: Any,
+@dataclass
+class _Loop:
+    body: kopf.Body
+    task: asyncio.Task[None] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+LOOPS: dict[tuple[str, str], _Loop] = {}
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def policy_event(
+    type: str | None, body: kopf.Body, name: str, namespace: str | None, **_: Any
 ) -> None:
-    namespace = namespace or "default"  # GoodputPolicy is namespaced; kopf types allow None
+    """Keep one loop per live policy: start it on first sight (also when the operator
+    starts and lists what exists), wake it when the spec changes, stop it on delete."""
+    key = (namespace or "default", name)
+    loop = LOOPS.get(key)
+    if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+        if loop is not None and loop.task is not None:
+            loop.task.cancel()
+        LOOPS.pop(key, None)
+        return
+    if loop is None or loop.task is None or loop.task.done():
+        loop = _Loop(body=body)
+        LOOPS[key] = loop
+        loop.task = asyncio.create_task(_run(key, loop), name=f"goodput {key[0]}/{key[1]}")
+        return
+    old_gen = loop.body.get("metadata", {}).get("generation")
+    loop.body = body
+    if body.get("metadata", {}).get("generation") != old_gen:
+        loop.wake.set()  # a spec change (e.g. the budget cut) is acted on now
+
+
+@kopf.on.cleanup()
+async def stop_loops(**_: Any) -> None:
+    for loop in list(LOOPS.values()):
+        if loop.task is not None:
+            loop.task.cancel()
+    await asyncio.gather(*(lp.task for lp in LOOPS.values() if lp.task), return_exceptions=True)
+    LOOPS.clear()
+
+
+async def _run(key: tuple[str, str], loop: _Loop) -> None:
+    namespace, name = key
     reconciler = Reconciler(KubeScaleClient(api_client()), _source)
-    while not stopped:
-        started = time.monotonic()
-        try:
-            out = await asyncio.wait_for(
-                reconciler.tick(
-                    namespace, int(meta.get("generation") or 0), dict(spec), dict(status)
-                ),
-                TICK_TIMEOUT_S,
+    failures = 0
+    was_active: bool | None = None
+    try:
+        while True:
+            body = loop.body
+            spec = dict(body.get("spec") or {})
+            interval = _interval(spec)
+            stand = await PEERS.standing(namespace)
+            telemetry.STANDBY.labels(namespace=namespace, policy=name).set(
+                0.0 if stand.active else 1.0
             )
-            payload = out.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-            await _write_status(namespace, name, payload)
-            for ev in out.events:
-                kopf.event(body, type=ev.type, reason=ev.reason.value, message=ev.message)
-            _publish(namespace, name, out)
-            logger.info(
-                "decision reason=%s %s",
-                out.reason.value,
-                out.status.last_decision.message if out.status.last_decision else "",
-            )
-        except Exception:  # keep the loop alive; the next tick retries
-            logger.exception("control-loop tick failed")
-        finally:
-            telemetry.TICK_SECONDS.labels(namespace=namespace, policy=name).observe(
-                time.monotonic() - started
-            )
-        await stopped.wait(_interval(dict(spec)))
+            if stand.active != was_active:
+                log.info(
+                    "policy %s/%s: %s",
+                    namespace,
+                    name,
+                    stand.why,
+                    extra={"namespace": namespace, "policy": name, "active": stand.active},
+                )
+                was_active = stand.active
+            if stand.active:
+                failures = await _tick(reconciler, namespace, name, body, failures)
+            delay = interval if failures == 0 else min(MAX_BACKOFF_S, interval * 2**failures)
+            loop.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(loop.wake.wait(), delay)
+    except PolicyGone:
+        log.info("policy %s/%s is gone; its loop stops", namespace, name)
+    finally:
+        reconciler.close()
+        if LOOPS.get(key) is loop:
+            LOOPS.pop(key, None)
+
+
+async def _tick(
+    reconciler: Reconciler, namespace: str, name: str, body: kopf.Body, failures: int
+) -> int:
+    """One tick; returns the consecutive failure count (0 after a clean tick)."""
+    started = time.monotonic()
+    meta = body.get("metadata", {})
+    created = meta.get("creationTimestamp")
+    policy = PolicyRef(
+        namespace,
+        name,
+        datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None,
+    )
+    try:
+        out = await asyncio.wait_for(
+            reconciler.tick(
+                policy,
+                int(meta.get("generation") or 0),
+                dict(body.get("spec") or {}),
+                dict(body.get("status") or {}),
+            ),
+            TICK_TIMEOUT_S,
+        )
+        payload = out.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        await _write_status(namespace, name, payload)
+        for ev in out.events:
+            kopf.event(body, type=ev.type, reason=ev.reason.value, message=ev.message)
+        _publish(namespace, name, out, time.monotonic() - started)
+        return failures + 1 if out.failed else 0
+    except PolicyGone:
+        raise
+    except Exception:  # keep the loop alive; the next tick retries after a backoff
+        log.exception(
+            "tick of %s/%s failed", namespace, name, extra={"namespace": namespace, "policy": name}
+        )
+        return failures + 1
+    finally:
+        telemetry.TICK_SECONDS.labels(namespace=namespace, policy=name).observe(
+            time.monotonic() - started
+        )

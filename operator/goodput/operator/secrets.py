@@ -12,13 +12,30 @@ from typing import Any
 from goodput.api.spec import PrometheusAuth
 
 
+class SecretError(Exception):
+    """A credential the policy names cannot be read, said so a person can fix it."""
+
+
 def _read_key(api_client: Any, namespace: str, name: str, key: str) -> str:
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
-    secret = client.CoreV1Api(api_client).read_namespaced_secret(name, namespace)
+    try:
+        secret = client.CoreV1Api(api_client).read_namespaced_secret(
+            name, namespace, _request_timeout=10
+        )
+    except ApiException as err:
+        if err.status == 404:
+            raise SecretError(f"Secret {namespace}/{name} (spec.metrics.auth) not found") from None
+        if err.status == 403:
+            raise SecretError(
+                f"Secret {namespace}/{name} (spec.metrics.auth) is not readable by the"
+                " operator (403 Forbidden): grant get on it"
+            ) from None
+        raise
     data = (secret.data or {}).get(key)
     if data is None:
-        raise KeyError(f"Secret {namespace}/{name} has no key {key!r}")
+        raise SecretError(f"Secret {namespace}/{name} has no key {key!r} (spec.metrics.auth)")
     return base64.b64decode(data).decode()
 
 

@@ -20,8 +20,13 @@ DECISIONS = Counter(
 )
 SCALE_WRITES = Counter(
     "goodput_scale_writes_total",
-    "Writes to a target's /scale subresource.",
-    ["namespace", "policy", "target", "direction"],
+    "Writes to a target's /scale subresource, by direction (up, down) and result (ok, refused).",
+    ["namespace", "policy", "target", "direction", "result"],
+)
+STANDBY = Gauge(
+    "goodput_standby",
+    "1 while this replica stands by for another (kopf peering), 0 while it acts.",
+    ["namespace", "policy"],
 )
 DESIRED_REPLICAS = Gauge(
     "goodput_desired_replicas", "Replicas of the last plan.", ["namespace", "policy", "target"]
