@@ -297,3 +297,26 @@ def test_override_keys_are_exactly_what_the_metrics_layer_reads() -> None:
     }
     for key in override_keys():
         assert override_errors(Metrics(overrides={key: "up"})) == [], key
+
+
+def test_profile_is_an_exact_bundled_name_or_absent() -> None:
+    from goodput.profiles import available_profiles
+
+    named = _spec()
+    named["pools"][0]["profile"] = "llama-3.1-8b-h100-tp1"
+    assert GoodputPolicy.from_manifest(_manifest(named)).spec.pools[0].profile == (
+        "llama-3.1-8b-h100-tp1"
+    )
+    # Absent is valid to the schema; the operator then holds with ProfileMissing.
+    assert GoodputPolicy.from_manifest(_manifest(_spec())).spec.pools[0].profile is None
+    for wrong in ("llama-3.1-8b-h100", "gpt-5-b200"):  # a former short alias, a stranger
+        bad = _spec()
+        bad["pools"][1]["profile"] = wrong
+        (line,) = _errors(_manifest(bad))
+        assert line.startswith(
+            f"spec.pools[1].profile: Value error, unknown performance profile {wrong!r}"
+        )
+        assert all(name in line for name in available_profiles())
+    typed = _spec()
+    typed["pools"][0]["profile"] = 8
+    assert _errors(_manifest(typed))[0].startswith("spec.pools[0].profile:")

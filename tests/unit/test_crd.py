@@ -314,3 +314,14 @@ def test_schema_defaults_equal_model_defaults_for_any_partial_behavior(
         "spec": spec,
     }
     assert _server_view(raw) == GoodputPolicy.from_manifest(raw).spec
+
+
+def test_profile_enum_is_the_bundled_profiles() -> None:
+    """The API server refuses an unknown profile; the list is generated from the JSON
+    files shipped in goodput/profiles (``make crds`` after adding one)."""
+    from goodput.profiles import available_profiles
+
+    pool = SPEC["properties"]["pools"]["items"]
+    assert pool["properties"]["profile"]["enum"] == available_profiles()
+    assert pool["properties"]["profile"]["type"] == "string"
+    assert "profile" not in pool["required"]  # absent: the operator holds, ProfileMissing

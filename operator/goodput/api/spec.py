@@ -26,6 +26,7 @@ from pydantic import (
 
 from goodput.api._base import ApiModel, StrictBool, StrictFloat, StrictInt, StrictStr
 from goodput.api.status import GoodputPolicyStatus
+from goodput.profiles import ProfileName
 
 GROUP = "goodput.dev"
 VERSION = "v1alpha1"
@@ -241,13 +242,14 @@ class Pool(ApiModel):
         le=10000,
         description="Never scale above this many replicas, whatever the budget allows.",
     )
-    profile: StrictStr | None = Field(
+    profile: ProfileName | None = Field(
         None,
-        pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$",
-        max_length=128,
         description=(
-            "Name of a bundled performance profile used as the planner's prior before "
-            "live measurements correct it, e.g. 'llama-3.1-70b-h100-tp4'."
+            "Name of the bundled performance profile of this pool's model, GPU and "
+            "parallelism (e.g. 'llama-3.1-70b-h100-tp4'): the planner's prior before live "
+            "measurements correct it, and the digital twin's physics. Required for the "
+            "operator to plan: without it the policy holds (Ready=False, ProfileMissing); "
+            "no other model is assumed."
         ),
     )
 

@@ -33,7 +33,7 @@ from goodput.planner.optimizer import (
     cache_effect,
     optimize,
 )
-from goodput.profiles import DEFAULT_PROFILE, PerformanceProfile, load_profile
+from goodput.profiles import PerformanceProfile, pool_profile
 from goodput.reasons import Reason
 
 GIB = float(2**30)
@@ -68,13 +68,15 @@ def resolve_profile(
     pool: Pool, profiles: Mapping[str, PerformanceProfile] | None
 ) -> PerformanceProfile:
     """The pool's prior: a caller-supplied profile (keyed by profile name or role),
-    else the bundled one named by the pool, else the default."""
-    name = pool.profile or DEFAULT_PROFILE
+    else the bundled one the pool names. Nothing stands in for a missing or unknown
+    one: ``ProfileMissing`` / ``ProfileNotFound`` (``goodput.profiles.ProfileError``,
+    a ``KeyError``) say what to set and list the bundled names."""
+    role = pool.role.value
     if profiles:
-        for key in (name, pool.role.value):
-            if key in profiles:
+        for key in (pool.profile, role):
+            if key is not None and key in profiles:
                 return profiles[key]
-    return load_profile(name)
+    return pool_profile(pool.profile, role, pool.gpus_per_replica)
 
 
 def _ordered_pools(spec: GoodputPolicySpec) -> list[Pool]:

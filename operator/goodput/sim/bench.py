@@ -2,7 +2,8 @@
 
 Cases are fixed (trace, slice, rate factor, seed, policy) and printed in the report so
 a run can be repeated; the full traces are read from the shared data directory
-(`--traces DIR`), the plots go next to the report (`docs/bench/`)."""
+(`--traces DIR`; default `traces/` of the shared data beside the repository, or under
+$GOODPUT_SHARED_DATA), the plots go next to the report (`docs/bench/`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from goodput.api.spec import GoodputPolicySpec
+from goodput.profiles.shared_data import ENV as SHARED_DATA_ENV
+from goodput.profiles.shared_data import require_shared_data
 from goodput.sim import report
 from goodput.sim.cli import ProgressBar
 from goodput.sim.controllers import (
@@ -39,7 +42,7 @@ from goodput.sim.traces import (
     synthesize_from_rates,
 )
 
-DEFAULT_TRACES = "/work/shared/data/traces"
+DEFAULT_TRACES = f"${SHARED_DATA_ENV}/traces, else <repository>/../shared/data/traces"
 
 
 def policy(
@@ -469,13 +472,13 @@ def render(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="goodput bench", description=__doc__)
     ap.add_argument("--out", default="BENCHMARKS.md", help="Markdown report to write")
-    ap.add_argument("--traces", default=DEFAULT_TRACES, help="directory of the full traces")
+    ap.add_argument("--traces", help=f"directory of the full traces (default: {DEFAULT_TRACES})")
     ap.add_argument("--plots", default="docs/bench", help="directory for the PNG plots")
     ap.add_argument("--cases", help="comma list of case keys (default: all)")
     ap.add_argument("--controllers", help="comma list (default: all available)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    root = Path(args.traces)
+    root = Path(args.traces) if args.traces else require_shared_data("traces")
     plots = Path(args.plots)
     plots.mkdir(parents=True, exist_ok=True)
     if args.controllers:

@@ -1,5 +1,9 @@
 """A benchmark scenario: one GoodputPolicy (budget, SLO, pools, tiers, behavior) turned
-into what the twin and the harness need, with profiles resolved by name."""
+into what the twin and the harness need, with profiles resolved by name.
+
+Every pool must name its profile: the twin's physics is the profile, so a pool without
+one (``ProfileMissing``) or with an unknown one (``ProfileNotFound``) is refused, never
+simulated with a stand-in model."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 import yaml
 
 from goodput.api.spec import GoodputPolicy, GoodputPolicySpec, parse_duration
-from goodput.profiles import DEFAULT_PROFILE, PerformanceProfile, load_profile
+from goodput.profiles import PerformanceProfile, pool_profile
 from goodput.sim.engine import PoolSpec, TierSpec, TwinConfig
 
 GIB = 1024**3
@@ -57,7 +61,7 @@ def build_scenario(spec: GoodputPolicySpec, quality: dict[str, float] | None = N
     maxs: dict[str, int] = {}
     for p in spec.pools:
         role = str(p.role.value)
-        prof = load_profile(p.profile or DEFAULT_PROFILE)
+        prof = pool_profile(p.profile, role, p.gpus_per_replica)  # ProfileError if none
         if p.gpus_per_replica is not None and p.gpus_per_replica != prof.gpus_per_replica:
             prof = prof.model_copy(update={"gpus_per_replica": p.gpus_per_replica})
         profiles[role] = prof
