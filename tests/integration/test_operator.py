@@ -11,32 +11,20 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kopf.testing import KopfRunner
 
-from goodput.api.crd import render as render_crd
 from goodput.reasons import Reason
 from tests.harness.cluster import LocalCluster
 from tests.harness.process import free_port, wait_until
 from tests.harness.prometheus import PrometheusServer
-from tests.integration.exporters import ExporterHub, PoolTruth, ServingExporter
+from tests.integration.exporters import PoolTruth, ServingExporter
 
 pytestmark = pytest.mark.integration
 
 BUDGET = 6
-HEAVY = PoolTruth(
-    arrival_rps=40.0,
-    mean_input_tokens=2000.0,
-    mean_output_tokens=300.0,
-    running=120.0,
-    waiting=60.0,
-    kv_usage=0.9,
-    prefix_hit=0.0,
-)
 QUIET = PoolTruth(arrival_rps=0.0, running=0.0, waiting=0.0, kv_usage=0.0, prefix_hit=0.0)
 
 
@@ -162,25 +150,6 @@ class GpuWatch:
         self._thread.join(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def crd(cluster: LocalCluster) -> None:
-    cluster.kubectl("apply", "--server-side", "-f", "-", input=render_crd())
-    cluster.kubectl(
-        "wait", "--for=condition=established", "--timeout=60s", "crd/goodputpolicies.goodput.dev"
-    )
-
-
-@pytest.fixture
-def operator(cluster: LocalCluster, crd: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-    import goodput.operator.handlers as handlers
-
-    handlers._api_client = None
-    with KopfRunner(["run", "-A", "--standalone", "-m", handlers.__name__], timeout=60) as runner:
-        yield
-    assert runner.exception is None, runner.exception
-
-
 def _status(cluster: LocalCluster, ns: str) -> dict[str, Any]:
     out = cluster.kubectl("get", "gp", "chat", "-n", ns, "-o", "json").stdout
     status: dict[str, Any] = json.loads(out).get("status") or {}
@@ -201,18 +170,6 @@ def _events(cluster: LocalCluster, ns: str) -> list[dict[str, Any]]:
     return [
         e for e in json.loads(out)["items"] if e["involvedObject"].get("kind") == "GoodputPolicy"
     ]
-
-
-@pytest.fixture
-def heavy_exporter(prometheus: PrometheusServer) -> Iterator[tuple[ServingExporter, str]]:
-    hub = ExporterHub().start()
-    exporter = hub.add(ServingExporter("vllm", "op", pools={"prefill": HEAVY, "decode": HEAVY}))
-    job = f"op-{int(time.time() * 1000) % 10**8}"
-    prometheus.add_target(job, hub.target)
-    try:
-        yield exporter, job
-    finally:
-        hub.stop()
 
 
 def test_recommend_publishes_then_enforce_scales_within_budget(

@@ -26,9 +26,6 @@ from tests.integration.test_operator import (
     _policy,
     _replicas,
     _status,
-    crd,  # noqa: F401 - fixture
-    heavy_exporter,  # noqa: F401 - fixture
-    operator,  # noqa: F401 - fixture
 )
 
 pytestmark = pytest.mark.integration

@@ -32,7 +32,9 @@ NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 
 def spec(budget: int = 8, mode: Mode = Mode.Enforce, **kw: object) -> GoodputPolicySpec:
     s = disagg_spec(budget, **kw)  # type: ignore[arg-type]
-    pools = [p.model_copy(update={"gpus_per_replica": g}) for p, g in zip(s.pools, (1, 2))]
+    pools = [
+        p.model_copy(update={"gpus_per_replica": g}) for p, g in zip(s.pools, (1, 2), strict=True)
+    ]
     return s.model_copy(update={"pools": pools, "mode": mode})
 
 

@@ -57,6 +57,10 @@ def _pod_holds_gpus(pod: Any) -> bool:
     return pod.status is None or pod.status.phase not in ("Succeeded", "Failed")
 
 
+def _terminating(pod: Any) -> bool:
+    return pod.metadata is not None and pod.metadata.deletion_timestamp is not None
+
+
 def _pod_ready(pod: Any) -> bool:
     if pod.metadata.deletion_timestamp is not None or pod.status is None:
         return False
@@ -141,9 +145,7 @@ class KubeScaleClient:
             status_replicas=int((scale.get("status") or {}).get("replicas") or 0),
             selector=selector,
             pods_present=sum(1 for p in pods if _pod_holds_gpus(p)),
-            pods_terminating=sum(
-                1 for p in pods if _pod_holds_gpus(p) and p.metadata.deletion_timestamp
-            ),
+            pods_terminating=sum(1 for p in pods if _pod_holds_gpus(p) and _terminating(p)),
             pods_ready=sum(1 for p in pods if _pod_ready(p)),
             template_gpus=_template_gpus(obj),
         )

@@ -32,6 +32,7 @@ from goodput.operator.facts import Blocker, Facts, Outcome, Target, WriteResult
 from goodput.plan import Allocation
 from goodput.planner import GoodputPlanner, resolve_profile
 from goodput.ports import ObservationSource
+from goodput.profiles import ProfileError
 from goodput.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -248,19 +249,11 @@ def _targets(spec: GoodputPolicySpec, scales: dict[str, WorkloadScale]) -> dict[
 
 def _profile_problem(spec: GoodputPolicySpec) -> Blocker | None:
     """The planner needs each pool's own performance model; none is ever assumed."""
-    for i, pool in enumerate(spec.pools):
+    for pool in spec.pools:
         try:
             resolve_profile(pool, None)
-        except KeyError as err:
-            detail = str(err.args[0]) if err.args else str(err)
-            if pool.profile is None:
-                msg = (
-                    f"pool {pool.role.value} names no performance profile: set"
-                    f" spec.pools[{i}].profile ({detail}); holding"
-                )
-                return Blocker(Reason.ProfileMissing, msg, ConditionType.Ready)
-            msg = f"pool {pool.role.value}: profile {pool.profile!r} not found ({detail}); holding"
-            return Blocker(Reason.ProfileNotFound, msg, ConditionType.Ready)
+        except ProfileError as err:
+            return Blocker(err.reason, f"{err}; holding", ConditionType.Ready)
     return None
 
 

@@ -8,10 +8,11 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from goodput.api.load import load_policy
 from goodput.sim import report
 from goodput.sim.controllers import CONTROLLERS, EXTRA_CONTROLLERS, planner_available
 from goodput.sim.harness import compare
-from goodput.sim.scenario import build_scenario, load_policy
+from goodput.sim.scenario import build_scenario
 from goodput.sim.traces import Trace, read_rate_curve, read_trace, synthesize_from_rates
 
 DEMO_TRACE = "azure2023_code_15min.csv"

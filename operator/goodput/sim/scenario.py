@@ -8,12 +8,8 @@ simulated with a stand-in model."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import yaml
-
-from goodput.api.spec import GoodputPolicy, GoodputPolicySpec, parse_duration
+from goodput.api.spec import GoodputPolicySpec, parse_duration
 from goodput.profiles import PerformanceProfile, pool_profile
 from goodput.sim.engine import PoolSpec, TierSpec, TwinConfig
 
@@ -43,14 +39,6 @@ class Scenario:
 
     def with_budget(self, budget: int) -> Scenario:
         return build_scenario(self.spec.model_copy(update={"gpu_budget": budget}))
-
-
-def load_policy(path: str | Path) -> GoodputPolicySpec:
-    """A GoodputPolicy manifest (or a bare spec) from YAML."""
-    doc: Any = yaml.safe_load(Path(path).read_text())
-    if isinstance(doc, dict) and "spec" in doc:
-        return GoodputPolicy.from_manifest(doc).spec
-    return GoodputPolicySpec.model_validate(doc)
 
 
 def build_scenario(spec: GoodputPolicySpec, quality: dict[str, float] | None = None) -> Scenario:
