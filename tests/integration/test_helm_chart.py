@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.chart import CHART, container_args, of_kind, render
 from tests.harness.cluster import LocalCluster
 from tests.harness.process import wait_until
-from tests.harness.tools import REPO
 
 pytestmark = pytest.mark.integration
 
-CHART = REPO / "helm" / "goodput-operator"
 RELEASE = "gp"
 NS = "goodput-system"
 SA = f"system:serviceaccount:{NS}:{RELEASE}-goodput-operator"
@@ -31,10 +30,13 @@ def _helm(helm_bin: Path, cluster: LocalCluster, *args: str) -> str:
     return proc.stdout
 
 
-def _can(cluster: LocalCluster, verb: str, resource: str, ns: str = "default") -> bool:
+def _can(
+    cluster: LocalCluster, verb: str, resource: str, ns: str = "default", name: str = ""
+) -> bool:
     """`kubectl auth can-i` as the operator's ServiceAccount; "kind/sub" names a subresource."""
     resource, _, sub = resource.partition("/")
     extra = [f"--subresource={sub}"] if sub else []
+    resource = f"{resource}/{name}" if name else resource
     out = cluster.kubectl(
         "auth", "can-i", verb, resource, *extra, f"--as={SA}", "-n", ns, check=False
     )
@@ -50,17 +52,48 @@ def test_lint_strict(helm_bin: Path) -> None:
 
 def test_values_schema_rejects_unknown_keys(helm_bin: Path) -> None:
     out = subprocess.run(
-        [str(helm_bin), "template", "t", str(CHART), "--set", "replicaCount=2"],
+        [str(helm_bin), "template", "t", str(CHART), "--set", "replicaCount=10"],
         capture_output=True,
         text=True,
     )
     assert out.returncode != 0 and "replicaCount" in out.stderr
+    out = subprocess.run(
+        [str(helm_bin), "template", "t", str(CHART), "--set", "peering.lifetime=1"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode != 0 and "lifetime" in out.stderr
     out = subprocess.run(
         [str(helm_bin), "template", "t", str(CHART), "--set", "bogus=1"],
         capture_output=True,
         text=True,
     )
     assert out.returncode != 0 and "bogus" in out.stderr
+
+
+def test_replicas_get_distinct_priorities_a_peering_and_a_pdb(helm_bin: Path) -> None:
+    one = render(helm_bin, RELEASE, NS)
+    assert not of_kind(one, "PodDisruptionBudget")
+    (peering,) = of_kind(one, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "goodput-operator"  # `goodput run`'s default
+    crds = {d["metadata"]["name"] for d in of_kind(one, "CustomResourceDefinition")}
+    assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= crds
+
+    two = render(helm_bin, RELEASE, NS, "replicaCount=2", "watchNamespaces={a,b}")
+    (pdb,) = of_kind(two, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    (sts,) = of_kind(two, "StatefulSet")
+    assert sts["spec"]["replicas"] == 2
+    assert sts["spec"]["podManagementPolicy"] == "OrderedReady"
+    pod = sts["spec"]["template"]["spec"]
+    args = container_args(two)
+    # Pod N gets priority 1000 - N: distinct by construction, never standalone.
+    assert "--priority-from-pod-name" in args and "--peering=goodput-operator" in args
+    assert not any(a.startswith("--standalone") for a in args)
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert sorted(p["metadata"]["namespace"] for p in of_kind(two, "KopfPeering")) == ["a", "b"]
+    assert not of_kind(two, "ClusterKopfPeering")
 
 
 def test_install_gives_a_running_operator_with_least_privilege(
@@ -86,9 +119,9 @@ def test_install_gives_a_running_operator_with_least_privilege(
     finally:
         _helm(helm_bin, cluster, "uninstall", RELEASE, "-n", NS, "--wait")
     wait_until(
-        lambda: cluster.kubectl("get", "deploy", "-n", NS, "-o", "name").stdout == "",
+        lambda: cluster.kubectl("get", "statefulset", "-n", NS, "-o", "name").stdout == "",
         60,
-        "the operator Deployment to go",
+        "the operator StatefulSet to go",
     )
     # keep: uninstalling the chart never deletes every policy with the CRD.
     assert cluster.kubectl("get", "crd", "goodputpolicies.goodput.dev", check=False).returncode == 0
@@ -98,18 +131,20 @@ def _check_installed(helm_bin: Path, cluster: LocalCluster) -> None:
     status = json.loads(_helm(helm_bin, cluster, "status", RELEASE, "-n", NS, "-o", "json"))
     assert status["info"]["status"] == "deployed"
 
-    dep = json.loads(
+    sts = json.loads(
         cluster.kubectl(
-            "get", "deploy", f"{RELEASE}-goodput-operator", "-n", NS, "-o", "json"
+            "get", "statefulset", f"{RELEASE}-goodput-operator", "-n", NS, "-o", "json"
         ).stdout
     )
-    assert dep["status"].get("availableReplicas") == 1
-    assert dep["spec"]["strategy"]["type"] == "Recreate"
-    pod_sc = dep["spec"]["template"]["spec"]["securityContext"]
+    assert sts["status"].get("availableReplicas") == 1
+    pod_sc = sts["spec"]["template"]["spec"]["securityContext"]
     assert pod_sc["runAsNonRoot"] is True
-    container = dep["spec"]["template"]["spec"]["containers"][0]
+    container = sts["spec"]["template"]["spec"]["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert "--all-namespaces" in container["args"]
+    assert "--peering=goodput-operator" in container["args"]
+    # kopf's peering CRDs (from crds/) and the peering object the operator joins.
+    assert cluster.kubectl("get", "clusterkopfpeering", "goodput-operator").returncode == 0
 
     crd = json.loads(
         cluster.kubectl("get", "crd", "goodputpolicies.goodput.dev", "-o", "json").stdout
@@ -130,6 +165,13 @@ def _check_installed(helm_bin: Path, cluster: LocalCluster) -> None:
     assert not _can(cluster, "delete", "goodputpolicies.goodput.dev")
     assert not _can(cluster, "list", "secrets")
     assert not _can(cluster, "create", "customresourcedefinitions.apiextensions.k8s.io")
+    # kopf: peering keep-alives, and CRD scanning (a CRD added later is noticed).
+    assert _can(cluster, "patch", "clusterkopfpeerings.kopf.dev", name="goodput-operator")
+    assert not _can(cluster, "patch", "clusterkopfpeerings.kopf.dev", name="someone-elses")
+    assert _can(cluster, "watch", "clusterkopfpeerings.kopf.dev")
+    assert _can(cluster, "watch", "customresourcedefinitions.apiextensions.k8s.io")
+    assert not _can(cluster, "delete", "clusterkopfpeerings.kopf.dev")
+    assert not _can(cluster, "list", "namespaces")  # only a namespaced kopf follows them
 
 
 def test_namespaced_install_grants_roles_only_in_watched_namespaces(
@@ -156,11 +198,18 @@ def test_namespaced_install_grants_roles_only_in_watched_namespaces(
     try:
         assert _can(cluster, "patch", "deployments.apps/scale", watched)
         assert not _can(cluster, "patch", "deployments.apps/scale", other)
+        assert _can(cluster, "patch", "kopfpeerings.kopf.dev", watched, name="goodput-operator")
+        assert not _can(cluster, "patch", "kopfpeerings.kopf.dev", other, name="goodput-operator")
+        assert not _can(cluster, "watch", "clusterkopfpeerings.kopf.dev")
+        assert _can(cluster, "watch", "namespaces")  # a namespaced kopf follows them
         args = json.loads(
             cluster.kubectl(
-                "get", "deploy", f"{RELEASE}-goodput-operator", "-n", NS, "-o", "json"
+                "get", "statefulset", f"{RELEASE}-goodput-operator", "-n", NS, "-o", "json"
             ).stdout
         )["spec"]["template"]["spec"]["containers"][0]["args"]
         assert f"--namespace={watched}" in args
+        assert (
+            cluster.kubectl("get", "kopfpeering", "goodput-operator", "-n", watched).returncode == 0
+        )
     finally:
         _helm(helm_bin, cluster, "uninstall", RELEASE, "-n", NS, "--wait")

@@ -16,17 +16,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "goodput.serviceAccount" -}}
 {{- if .Values.serviceAccount.create -}}{{ default (include "goodput.fullname" .) .Values.serviceAccount.name }}{{- else -}}{{ default "default" .Values.serviceAccount.name }}{{- end -}}
 {{- end -}}
-{{/* The operator's permissions, exact verbs, one comment per rule (kopf's deployment-rbac.yaml). */}}
+{{/* What the operator itself uses, in every watched namespace (a ClusterRole when it
+watches all): exact verbs, one comment per rule (kopf's deployment-rbac.yaml). Checked by
+tests/integration/test_operator_rbac.py against the API server's audit log of a real run. */}}
 {{- define "goodput.rules" -}}
-# Watch policies; kopf patches its progress annotations and the daemon writes status.
+# kopf lists and watches the policies (one control loop each). patch: kopf removes the
+# finalizer that versions with a kopf daemon put on policies. The loop writes status
+# through the /status subresource.
 - apiGroups: ["goodput.dev"]
   resources: ["goodputpolicies"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["goodput.dev"]
   resources: ["goodputpolicies/status"]
-  verbs: ["get", "patch"]
-# Explain every decision as an Event.
-- apiGroups: ["", "events.k8s.io"]
+  verbs: ["patch"]
+# Explain every decision as an Event (kopf posts core/v1 Events).
+- apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
 # Read and scale the pools and KV tiers through /scale; read the workload for its
@@ -51,8 +55,52 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["list"]
-# Prometheus bearer token and CA named by a policy's metrics.auth.
+# Prometheus bearer token and CA named by a policy's metrics.auth (by name, never listed).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+{{- end -}}
+
+{{/* kopf's own needs. Peering: every replica patches its keep-alive into the peering
+object and lists/watches it for the others' (ClusterKopfPeering when cluster-wide,
+KopfPeering in each namespace otherwise); the policy loops and `goodput run` get it by
+name to see whether this replica acts (goodput.operator.peering). Scanning: kopf lists and watches CRDs so a
+CRD installed after the operator started (or re-installed) is noticed without a restart;
+a namespaced kopf also lists and watches namespaces (a watched namespace created later
+is picked up). */}}
+{{- define "goodput.peeringRules" -}}
+{{- if .Values.watchNamespaces }}
+# kopf peering: keep-alives of every replica in this namespace's KopfPeering (get and
+# patch only the chart's object; kopf lists and watches without a name).
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  resourceNames: [{{ .Values.peering.name | quote }}]
+  verbs: ["get", "patch"]
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["list", "watch"]
+{{- else }}
+# kopf peering: keep-alives of every replica in the ClusterKopfPeering (get and patch
+# only the chart's object; kopf lists and watches without a name).
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  resourceNames: [{{ .Values.peering.name | quote }}]
+  verbs: ["get", "patch"]
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end -}}
+
+{{- define "goodput.scanningRules" -}}
+# kopf's resource scanning: notice CRDs (ours, kopf's peering) added or changed later.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if .Values.watchNamespaces }}
+# A namespaced kopf lists and watches namespaces to follow the watched ones.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- end -}}
