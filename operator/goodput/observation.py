@@ -3,6 +3,37 @@ and the planner's input (the digital twin produces the same shape).
 
 ``None`` always means *missing* (failed query, absent or stale series), never zero;
 zero traffic is ``arrival_rate_rps == 0.0`` with the series present.
+
+How a consumer decides whether it may act (checked in this order):
+
+1. ``unreachable``: Prometheus could not be queried; every signal is missing.
+2. ``missing`` (``stale`` is the subset whose samples are too old): a required
+   signal listed there has no value.
+3. ``partial``: a required signal listed there *has* a value, but it was computed
+   over a rate window (``spec.metrics.window``) that overlaps a gap in the data:
+   Prometheus was down, the target's series were gone, or this source's own last
+   observation found Prometheus unreachable inside the window. Such a rate is biased
+   low (rate() over a half-empty window), so it must not be acted on as fresh; the
+   value is kept for display only. ``partial`` and ``missing`` are disjoint; a signal
+   leaves ``partial`` once a full window of data follows the gap.
+
+Keys in ``missing``, ``stale`` and ``partial`` are ``<role>.<signal>`` for pool
+signals (``"aggregated.arrival_rate_rps"``) and the bare name for policy-wide ones
+(``"quality"``, ``"good_tokens_per_s"``); ``{k.split(".")[-1] for k in obs.partial}``
+gives the signal names.
+
+Required, i.e. the planner (``goodput.planner.planner.missing_signals``) holds
+without them: ``arrival_rate_rps`` and, when it is above zero, ``mean_input_tokens``
+and ``mean_output_tokens``, each from the first pool that has it (aggregated,
+prefill, decode; for output tokens aggregated, decode, prefill); and ``quality`` when
+``spec.quality.query`` is set. Hold with ``Reason.MetricsPartial`` when any of these
+is in ``partial`` (the simplest safe rule: any pool's key for them). Used when
+present, not required: ``ttft``, ``itl``, ``waiting_requests``,
+``prefix_cache_hit_rate``, ``ready_replicas``; of these the windowed ones
+(``ttft``, ``itl``, ``prefix_cache_hit_rate`` from counters) can be partial too.
+Gauges (``running_requests``, ``waiting_requests``, ``kv_cache_usage``) are instant
+values and never partial. Zero traffic (a counter present and flat) covers its
+window: ``0.0``, not partial.
 """
 
 from __future__ import annotations
@@ -68,4 +99,15 @@ class Observation(_Frozen):
     )
     unreachable: bool = Field(
         False, description="Prometheus could not be queried at all: every signal is missing."
+    )
+    partial: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Signals with a value whose rate window overlaps a gap in the data (not fresh: "
+            "do not act on them), keyed like missing; disjoint from missing."
+        ),
+    )
+    covered_seconds: dict[str, float] = Field(
+        default_factory=dict,
+        description="For each partial signal, about how many seconds of its window had data.",
     )

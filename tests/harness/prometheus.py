@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,21 @@ class PrometheusServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+    def restart(self, down_s: float = 0.0, while_down: Callable[[], None] | None = None) -> None:
+        """An outage: stop, stay down at least ``down_s`` seconds (running ``while_down``
+        meanwhile), and start again on the same port, config and TSDB, so the samples
+        from before the outage are kept, as after a real Prometheus restart. The log of
+        the run before is kept next to the new one. Scraping resumes a few seconds
+        after ``/-/ready`` (service discovery first)."""
+        began = time.monotonic()
+        self.stop()
+        if self.process is not None and self.process.log_path.exists():
+            self.process.log_path.rename(self.process.log_path.with_suffix(".before-restart.log"))
+        if while_down is not None:
+            while_down()
+        time.sleep(max(0.0, down_s - (time.monotonic() - began)))
+        self.start()
 
     def add_target(self, job: str, target: str, timeout: float = 30) -> None:
         self.jobs.setdefault(job, []).append(target)

@@ -15,8 +15,11 @@ F is linear inside the bucket holding it.
 
 Bad-data switches: ``omit`` (series never exported), ``garbage`` (a value replaced,
 e.g. NaN), ``freeze()`` (values and explicit sample timestamps stop moving: a stuck
-exporter Prometheus keeps seeing), ``reset_counters()`` (a process restart) and
-``set_traffic()`` (e.g. arrivals to zero). ``freeze()`` needs ``explicit_timestamps``.
+exporter Prometheus keeps seeing), ``reset_counters()`` (a process restart),
+``set_traffic()`` (e.g. arrivals to zero) and ``hide()``/``show()`` (the scenario's
+series vanish from the scrape and come back, counters having kept counting: with
+``explicit_timestamps=False`` Prometheus writes staleness markers, as for a real
+engine's series). ``freeze()`` needs ``explicit_timestamps``.
 """
 
 from __future__ import annotations
@@ -234,8 +237,18 @@ class ServingExporter:
         for p, t in self.pools.items():
             self._totals[p].advance(t, WARM_START_S)
         self._frozen: tuple[float, list[Metric]] | None = None
+        self._hidden = False
 
     # ---- control --------------------------------------------------------------------
+
+    def hide(self) -> None:
+        """Serve none of this scenario's series (they keep counting meanwhile)."""
+        with self._lock:
+            self._hidden = True
+
+    def show(self) -> None:
+        with self._lock:
+            self._hidden = False
 
     def set_traffic(self, pool: str, **changes: Any) -> None:
         with self._lock:
@@ -258,6 +271,8 @@ class ServingExporter:
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
+            if self._hidden:
+                return
             if self._frozen is not None:
                 yield from self._frozen[1]
                 return

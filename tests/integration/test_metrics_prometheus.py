@@ -11,6 +11,7 @@ once per module (registering a target costs Prometheus ~5 s); the scrape interva
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 import uuid
@@ -70,6 +71,8 @@ SCENARIOS: dict[str, Callable[[str], ServingExporter]] = {
     "vllm-traffic-stops": lambda n: ServingExporter("vllm", n),
     "vllm-restart": lambda n: ServingExporter("vllm", n),
     "vllm-stuck": lambda n: ServingExporter("vllm", n),
+    # Implicit timestamps, as a real engine's: Prometheus stale-marks vanished series.
+    "vllm-vanishes": lambda n: ServingExporter("vllm", n, explicit_timestamps=False),
 }
 # Served by a prometheus_client-style negotiating endpoint: names arrive escaped.
 ESCAPED_SCENARIOS: dict[str, Callable[[str], ServingExporter]] = {
@@ -121,6 +124,7 @@ def make_spec(
     max_staleness: str = "30s",
     overrides: dict[str, str] | None = None,
     quality: dict[str, Any] | None = None,
+    window_s: float = WINDOW_S,
 ) -> GoodputPolicySpec:
     doc: dict[str, Any] = {
         "gpuBudget": 8,
@@ -129,7 +133,7 @@ def make_spec(
         "metrics": {
             "preset": preset,
             "selectors": {r: f'scenario="{scenario}",pool="{r}"' for r in roles},
-            "window": f"{WINDOW_S:g}s",
+            "window": f"{window_s:g}s",
             "maxStaleness": max_staleness,
             "overrides": overrides or {},
         },
@@ -189,6 +193,7 @@ def test_observation_matches_known_truth(
     spec = make_spec(preset, sc.name, ttft=case["ttft"], itl=case["itl"])
     obs = poll(source_for(prometheus.url, spec), sc.settled())
     assert obs.stale == [] and not obs.unreachable
+    assert obs.partial == []  # 3 scrapes per window: still covered
     assert_pool_matches_truth(obs, "aggregated")
     p = obs.pools["aggregated"]
     assert p.ttft is not None and p.itl is not None
@@ -369,3 +374,140 @@ def test_prometheus_stopped(tmp_path: Path) -> None:
     assert len(obs.missing) == len(source.plan.pools["aggregated"].signals)
     assert obs.pools["aggregated"].arrival_rate_rps is None
     assert any("Prometheus unreachable" in n for n in obs.notes)
+
+
+# ---- data after a gap is not fresh (issue 10) ---------------------------------------
+
+GAP_WINDOW_S = 10.0  # 10 scrape intervals
+#: The signals of a vLLM pool computed over the window (the gauges are not).
+WINDOWED = {
+    "aggregated." + k
+    for k in (
+        "arrival_rate_rps",
+        "mean_input_tokens",
+        "mean_output_tokens",
+        "prompt_tokens_per_s",
+        "generation_tokens_per_s",
+        "ttft",
+        "itl",
+        "prefix_cache_hit_rate",
+    )
+}
+
+
+def outage(server: PrometheusServer, selector: str) -> tuple[float, float]:
+    """(last sample before, first sample after) the longest stretch without samples of
+    ``selector`` in the last 2 minutes, from the raw samples Prometheus stored."""
+    (series,) = server.query(f"{selector}[2m]")
+    ts = [float(t) for t, _ in series["values"]]
+    gone, back = max(itertools.pairwise(ts), key=lambda p: p[1] - p[0])
+    return gone, back
+
+
+def watch_recovery(
+    sources: list[PrometheusObservationSource], window_s: float, timeout: float = 45.0
+) -> list[list[Observation]]:
+    """Observe every source each 0.5 s from the first complete observation on, until
+    one full window more has passed with every observation clean (not partial)."""
+    first = poll(sources[0], complete, timeout=30.0)
+    seen: list[list[Observation]] = [[first, *(observe(s) for s in sources[1:])]]
+    clean_since: float | None = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = [observe(s) for s in sources]
+        seen.append(row)
+        if all(complete(o) and not o.partial for o in row):
+            clean_since = clean_since or time.monotonic()
+            if time.monotonic() - clean_since > 2.0:
+                return seen
+        else:
+            clean_since = None
+        time.sleep(0.5)
+    raise AssertionError(f"still partial after {timeout}s: {seen[-1]}")
+
+
+def assert_partial_exactly_while_the_window_overlaps(
+    observations: list[Observation], back: float, window_s: float, truth_rps: float
+) -> None:
+    """Partial while the window starts before the first sample after the gap; once
+    it starts after, fresh and accurate. Half a second either side is not judged."""
+    overlapping = [o for o in observations if o.timestamp - window_s < back - 0.5]
+    after = [o for o in observations if o.timestamp - window_s > back + 0.5]
+    assert overlapping and after, (back, [o.timestamp for o in observations])
+    for o in overlapping:
+        assert set(o.partial) >= WINDOWED, (o.timestamp - back, o.partial)
+        assert not {"aggregated.running_requests", "aggregated.kv_cache_usage"} & set(o.partial)
+        assert not set(o.partial) & set(o.missing)
+        assert 0.0 <= o.covered_seconds["aggregated.arrival_rate_rps"] < window_s
+    for o in after:
+        assert o.partial == [], (o.timestamp - back, o.notes)
+        assert o.pools["aggregated"].arrival_rate_rps == pytest.approx(truth_rps, rel=0.03)
+
+
+def test_rates_after_a_prometheus_outage_are_partial_until_a_full_window(
+    tmp_path: Path,
+) -> None:
+    """Prometheus itself down for longer than the window (no staleness markers: its
+    samples from before just age), then back with its data."""
+    truth = PoolTruth(arrival_rps=6.0)  # the issue's 6 req/s
+    private = start_prometheus(tmp_path / "prom")
+    hub = ExporterHub().start()
+    try:
+        hub.add(ServingExporter("vllm", "outage", pools={"aggregated": truth}))
+        private.add_target("outage", hub.target)
+        spec = make_spec("vllm", "outage", window_s=GAP_WINDOW_S)
+        watcher = source_for(private.url, spec)  # observes through the outage
+        up_at = time.time()
+        before = poll(
+            watcher,
+            lambda o: complete(o) and not o.partial and time.time() - up_at > GAP_WINDOW_S + 1,
+            timeout=GAP_WINDOW_S + 20,
+        )
+        assert before.pools["aggregated"].arrival_rate_rps == pytest.approx(6.0, rel=REL)
+
+        def during() -> None:
+            down = asyncio.run(asyncio.wait_for(watcher.observe(time.time()), timeout=30))
+            assert down.unreachable and down.partial == []
+
+        private.restart(down_s=GAP_WINDOW_S + 4, while_down=during)
+        fresh = source_for(private.url, spec)  # no memory: only the data shows the gap
+        seen = watch_recovery([fresh, watcher], GAP_WINDOW_S)
+        gone, back = outage(private, 'vllm:request_success_total{scenario="outage"}')
+        assert back - gone > GAP_WINDOW_S
+        fresh_obs = [row[0] for row in seen]
+        assert_partial_exactly_while_the_window_overlaps(fresh_obs, back, GAP_WINDOW_S, 6.0)
+        # The bias the issue saw, now flagged: the first rates after the restart.
+        first_rate = fresh_obs[0].pools["aggregated"].arrival_rate_rps
+        assert first_rate is not None and first_rate < 0.9 * 6.0
+        for f, w in seen:
+            assert set(w.partial) >= set(f.partial)  # the memory only adds
+        # The watcher remembers its failed observation, from inside the outage (with an
+        # outage longer than the window, that window has passed before data returns:
+        # there only the data can tell).
+        last_failure = watcher.failures.last_failure_at
+        assert last_failure is not None
+        assert gone < last_failure < back
+    finally:
+        private.stop()
+        hub.stop()
+
+
+def test_rates_after_the_targets_series_vanished_are_partial_until_a_full_window(
+    prometheus: PrometheusServer, scenarios: Scenarios
+) -> None:
+    """The target's series gone for longer than the window while Prometheus runs:
+    staleness markers, so the gap shows as absent steps, not as age."""
+    sc = scenarios["vllm-vanishes"]
+    source = source_for(prometheus.url, make_spec("vllm", sc.name, window_s=GAP_WINDOW_S))
+    poll(source, lambda o: complete(o) and not o.partial, timeout=GAP_WINDOW_S + 20)
+    sc.exporter.hide()
+    gone_obs = poll(source, lambda o: "aggregated.arrival_rate_rps" in o.missing, timeout=20)
+    assert set(gone_obs.partial).isdisjoint(gone_obs.missing)
+    time.sleep(GAP_WINDOW_S + 2)
+    sc.exporter.show()
+    seen = [row[0] for row in watch_recovery([source], GAP_WINDOW_S)]
+    selector = f'vllm:request_success_total{{scenario="{sc.name}"}}'
+    gone, back = outage(prometheus, selector)
+    assert back - gone > GAP_WINDOW_S
+    assert_partial_exactly_while_the_window_overlaps(seen, back, GAP_WINDOW_S, TRUTH.arrival_rps)
+    assert any("no data at its start" in n for o in seen[:1] for n in o.notes)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from goodput.metrics.math import (
+    Coverage,
     Histogram,
     counter_increase,
     counter_rate,
@@ -21,6 +22,9 @@ from goodput.metrics.math import (
     quantile,
     safe_ratio,
     unit_fraction,
+    window_coverage,
+    window_overlaps,
+    worst_coverage,
 )
 
 INF = math.inf
@@ -270,3 +274,169 @@ def test_independence_estimate_lies_within_bounds(a: float, b: float) -> None:
     assert e.attainment is not None and e.attainment_lower is not None
     assert e.attainment_upper is not None
     assert e.attainment_lower - 1e-12 <= e.attainment <= e.attainment_upper + 1e-12
+
+
+# ---- window coverage ----------------------------------------------------------------
+
+LOOKBACK_S = 300.0
+
+
+def scrapes(start: float, end: float, interval: float) -> list[float]:
+    n = math.floor((end - start) / interval + 1e-9)
+    return [start + i * interval for i in range(n + 1)]
+
+
+def coverage_of(
+    samples: list[float],
+    now: float,
+    window: float,
+    step: float,
+    stale_from: tuple[float, ...] = (),
+) -> Coverage:
+    """What the coverage query returns, modelled on Prometheus 2.x semantics: steps at
+    multiples of ``step`` in the closed range [now - window, now]; at each step (and
+    at the window start) the newest sample within the 5 min lookback, unless a
+    staleness marker (written at a time in ``stale_from``) came after it; ages only
+    at steps before the newest sample."""
+    start = now - window
+    ts = sorted(t for t in samples if t <= now)
+    newest = ts[-1]
+
+    def latest_at(s: float) -> float | None:
+        before = [t for t in ts if t <= s]
+        if not before or s - before[-1] > LOOKBACK_S:
+            return None
+        if any(before[-1] < m <= s for m in stale_from):
+            return None
+        return before[-1]
+
+    steps = [k * step for k in range(math.ceil(start / step), math.floor(now / step) + 1)]
+    present, silence = 0, None
+    for s in steps:
+        latest = latest_at(s)
+        if latest is None:
+            continue
+        present += 1
+        if latest < newest:
+            silence = s - latest if silence is None else max(silence, s - latest)
+    at_start = latest_at(start)
+    return window_coverage(
+        window_s=window,
+        step_s=step,
+        steps=len(steps),
+        present_steps=present,
+        longest_silence_s=silence,
+        start_age_s=None if at_start is None else start - at_start,
+        samples=len([t for t in ts if start <= t <= now]),
+        trailing_s=now - newest,
+    )
+
+
+class TestWindowCoverage:
+    @settings(max_examples=60, deadline=None)
+    @given(phase=st.floats(0, 15), now=st.floats(10_000, 10_015))
+    def test_steady_scrapes_cover_the_minimum_window(self, phase: float, now: float) -> None:
+        # The API's lower bound: window = 4 scrape intervals (15 s scrapes, 1 m window).
+        cov = coverage_of(scrapes(phase, now, 15.0), now, 60.0, 1.0)
+        assert not cov.partial and cov.covered_s == 60.0
+
+    @settings(max_examples=60, deadline=None)
+    @given(phase=st.floats(0, 1), now=st.floats(1000, 1001))
+    def test_steady_scrapes_cover_a_short_window(self, phase: float, now: float) -> None:
+        # The integration tests' setting: 1 s scrapes, a 3 s window, 0.1 s steps.
+        assert not coverage_of(scrapes(phase, now, 1.0), now, 3.0, 0.1).partial
+
+    def test_one_missed_scrape_is_tolerated_two_are_not(self) -> None:
+        ts = scrapes(0.3, 1000, 1.0)
+        one = [t for t in ts if abs(t - 980.3) > 0.01]
+        assert not coverage_of(one, 1000.0, 60.0, 1.0).partial
+        three = [t for t in ts if not 979 < t < 983]
+        cov = coverage_of(three, 1000.0, 60.0, 1.0)
+        assert cov.partial and cov.silence_s == pytest.approx(4.0, abs=1.0)
+
+    @pytest.mark.parametrize("back_for", [2.0, 5.0, 20.0, 55.0])
+    def test_after_prometheus_was_down_the_window_is_partial(self, back_for: float) -> None:
+        # Scrapes until t=900, none until 1000 - back_for (no staleness markers: the
+        # newest sample just ages), then every second again; window 60 s.
+        now = 1000.0
+        ts = scrapes(0.25, 900, 1.0) + scrapes(now - back_for, now, 1.0)
+        cov = coverage_of(ts, now, 60.0, 1.0)
+        assert cov.partial
+        assert cov.covered_s == pytest.approx(back_for, abs=1.5)
+
+    def test_a_full_window_after_the_outage_is_not_partial(self) -> None:
+        # Until the window starts after the first sample back, however little of it
+        # lies before: the whole outage is one silence.
+        ts = scrapes(0.25, 900, 1.0) + scrapes(945.0, 1010, 1.0)
+        assert coverage_of(ts, 1000.0, 60.0, 1.0).partial  # window starts at 940
+        assert coverage_of(ts, 1004.9, 60.0, 1.0).partial  # 944.9
+        assert not coverage_of(ts, 1005.1, 60.0, 1.0).partial  # 945.1: all after it
+
+    def test_a_vanished_target_is_seen_through_its_staleness_markers(self) -> None:
+        # The target's series went away at 950 (markers at the next scrape) and came
+        # back at 980: absent steps, not ages.
+        now = 1000.0
+        ts = [t for t in scrapes(0.5, now, 1.0) if not 950 < t < 980]
+        cov = coverage_of(ts, now, 60.0, 1.0, stale_from=(951.0,))
+        assert cov.partial and cov.starts_covered
+        assert cov.covered_s == pytest.approx(31.0, abs=1.5)
+
+    def test_a_window_starting_while_series_were_stale_marked_is_partial(self) -> None:
+        # Gone from 900 to 945 with staleness markers: partial until the window starts
+        # after their return, not merely once little of it is left (rate() would
+        # still extrapolate less).
+        ts = [t for t in scrapes(0.5, 1010, 1.0) if not 900 < t < 945]
+
+        def at(now: float) -> Coverage:
+            return coverage_of(ts, now, 60.0, 1.0, stale_from=(901.0,))
+
+        assert at(1000.0).partial and not at(1000.0).starts_covered
+        assert at(1000.0).covered_s == pytest.approx(55.0, abs=1.5)
+        assert at(1004.9).partial
+        assert not at(1005.6).partial
+
+    def test_an_outage_in_the_middle_of_the_window_is_partial(self) -> None:
+        ts = [t for t in scrapes(0.5, 1000, 1.0) if not 960 < t < 975]
+        assert coverage_of(ts, 1000.0, 60.0, 1.0).partial
+
+    def test_ingestion_delay_at_the_end_is_staleness_not_a_gap(self) -> None:
+        # A remote-write backend 8 s behind: the silence after the newest sample is
+        # judged by maxStaleness, so it must not make every observation partial.
+        assert not coverage_of(scrapes(0.5, 992, 1.0), 1000.0, 60.0, 1.0).partial
+
+    def test_no_or_one_sample_is_partial(self) -> None:
+        none = window_coverage(
+            window_s=60.0,
+            step_s=1.0,
+            steps=61,
+            present_steps=0,
+            longest_silence_s=None,
+            start_age_s=None,
+            samples=None,
+            trailing_s=70.0,
+        )
+        assert none.partial and none.covered_s == 0.0
+        one = coverage_of([*scrapes(0.5, 900, 1.0), 999.0], 1000.0, 60.0, 1.0)
+        assert one.partial and one.samples == 1
+
+    def test_garbage_figures_count_against_coverage(self) -> None:
+        cov = window_coverage(
+            window_s=60.0,
+            step_s=1.0,
+            steps=61,
+            present_steps=math.nan,
+            longest_silence_s=1.0,
+            start_age_s=0.5,
+            samples=60,
+            trailing_s=0.5,
+        )
+        assert cov.partial  # every step counted absent
+
+    def test_worst_coverage_and_overlap(self) -> None:
+        full = Coverage(60.0, 1.0, 3.0, 60)
+        half = Coverage(60.0, 30.0, 3.0, 30, uncovered_s=30.0)
+        assert worst_coverage([full, half, full]) is half
+        assert worst_coverage([]) is None
+        assert window_overlaps(100.0, 60.0, 40.0) and window_overlaps(100.0, 60.0, 100.0)
+        assert not window_overlaps(100.0, 60.0, 39.9)
+        assert not window_overlaps(100.0, 60.0, None)

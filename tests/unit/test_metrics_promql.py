@@ -1,7 +1,8 @@
-"""Query building: presets, selectors, windows, overrides, freshness."""
+"""Query building: presets, selectors, windows, overrides, freshness, coverage."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -21,6 +22,9 @@ from goodput.metrics.presets import (
 from goodput.metrics.promql import (
     applicable,
     build_plan,
+    coverage_queries,
+    coverage_step_ms,
+    coverage_terms,
     freshness_queries,
     freshness_query,
     normalize_selector,
@@ -203,3 +207,73 @@ def test_every_preset_covers_every_prometheus_signal() -> None:
     for preset, table in PRESETS.items():
         missing = set(Signal) - {Signal.ready_replicas} - set(table)
         assert not missing, (preset, missing)
+
+
+def test_coverage_terms_of_one_series_name() -> None:
+    terms = coverage_terms("a_total", 'job="x"', 60000, 1000, 1059.5)
+    newest = 'max(timestamp(a_total{job="x"}))'
+
+    def labelled(expr: str, stat: str) -> str:
+        return f'label_replace({expr}, "coverage", "{stat}/a_total", "", "")'
+
+    assert terms == [
+        labelled(
+            f"max_over_time((time() - {newest} > time() - 1059.500)[60000ms:1000ms])",
+            "silence",
+        ),
+        labelled(f"count_over_time({newest}[60000ms:1000ms])", "present"),
+        labelled('max(timestamp(a_total{job="x"} offset 60000ms))', "start"),
+        labelled('max(count_over_time(a_total{job="x"}[60000ms]))', "samples"),
+    ]
+
+
+def test_coverage_step_is_a_sixtieth_of_the_window_at_least_100ms() -> None:
+    assert coverage_step_ms(60000) == 1000
+    assert coverage_step_ms(3000) == 100
+    assert coverage_step_ms(300000) == 5000
+
+
+def test_coverage_is_split_into_url_sized_queries_each_with_the_step_count() -> None:
+    newest = {f"metric_{i:03d}_total": 1000.0 + i for i in range(20)}
+    queries = coverage_queries(newest, 'job="x"', 20000, max_chars=2500)
+    assert len(queries) > 1 and all(len(q) <= 2500 for q in queries)
+    assert all(
+        q.startswith(
+            'label_replace(count_over_time(vector(1)[20000ms:333ms]), "coverage", "steps", "", "")'
+        )
+        for q in queries
+    )
+    found = [n for q in queries for n in re.findall(r'"coverage", "\w+/([^"]+)"', q)]
+    assert found == [n for n in newest for _ in range(4)]  # four terms per name, in order
+    assert coverage_queries({}, "", 20000) == ()
+
+
+def test_windowed_series_one_per_family() -> None:
+    assert queries_for(CounterRate("a_total"), "", "1ms").windowed == ("a_total",)
+    assert queries_for(GaugeAgg("g", "sum"), "", "1ms").windowed == ()
+    assert queries_for(HistogramOf("h"), "", "1ms").windowed == ("h_count",)
+    assert queries_for(RateRatio("h_sum", "h_count"), "", "1ms").windowed == ("h_count",)
+    assert queries_for(RateRatio("n_total", "d_total"), "", "1ms").windowed == (
+        "n_total",
+        "d_total",
+    )
+
+
+def test_windowed_signals_and_overrides() -> None:
+    spec = policy(
+        window="20s",
+        overrides={
+            "arrival_rate_rps": "sum(rate(x{$selector}[$window]))",
+            "kv_cache_usage": "max(kv{$selector})",
+            "good_tokens_per_s": "sum(rate(good[$window]))",
+        },
+    )
+    plan = build_plan(spec.metrics, ["prefill", "decode"], "avg(quality_score)")
+    dec = plan.pools["decode"].signals
+    assert plan.window_ms == 20000
+    assert dec[Signal.arrival_rate_rps].windowed  # override with $window
+    assert not dec[Signal.kv_cache_usage].windowed  # override without
+    assert dec[Signal.itl].windowed and dec[Signal.mean_output_tokens].windowed
+    assert not dec[Signal.running_requests].windowed
+    assert dec[Signal.generation_tokens_per_s].windowed
+    assert plan.fleet_windowed == frozenset({FleetSignal.good_tokens_per_s})

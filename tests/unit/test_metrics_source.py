@@ -12,7 +12,11 @@ import pytest
 
 from goodput.api.spec import GoodputPolicySpec
 from goodput.metrics.client import QueryError, Sample
-from goodput.metrics.source import UNDEFINED_NO_REQUESTS, PrometheusObservationSource
+from goodput.metrics.source import (
+    UNDEFINED_NO_REQUESTS,
+    FailureMemory,
+    PrometheusObservationSource,
+)
 from goodput.observation import LatencySummary, Observation
 
 NOW = 1_000_000.0
@@ -25,18 +29,54 @@ TTFT = [(0.1, 10.0), (0.25, 30.0), (0.5, 70.0), (1.0, 90.0), (INF, 100.0)]
 ITL = [(0.025, 50.0), (0.05, 80.0), (0.075, 95.0), (INF, 100.0)]
 
 
+# A window of 1m fully covered by 1 s scrapes (61 coverage steps of 1 s); "start" is
+# the newest sample's timestamp at the window start, relative to the evaluation time.
+HEALTHY_COVERAGE: dict[str, float | None] = {
+    "silence": 1.0,
+    "present": 61.0,
+    "samples": 60.0,
+    "start": -60.5,
+}
+COVERAGE_STEPS = 61.0
+
+
 class FakeProm:
     """Answers by the first metric name in the query; the freshness query from ``fresh``
-    (series name -> newest sample timestamp)."""
+    (series name -> newest sample timestamp); coverage queries with a fully covered
+    window unless ``coverage`` (series name -> stat -> value) says otherwise."""
 
-    def __init__(self, fresh: dict[str, float], values: dict[str, Any]) -> None:
+    any_time = False  # accept any evaluation time (answering as at NOW otherwise)
+
+    def __init__(
+        self,
+        fresh: dict[str, float],
+        values: dict[str, Any],
+        coverage: dict[str, dict[str, float | None]] | None = None,
+        coverage_error: Exception | None = None,
+    ) -> None:
         self.fresh = fresh
         self.values = values
+        self.coverage = coverage or {}
+        self.coverage_error = coverage_error
         self.calls: list[str] = []
 
     async def query(self, promql: str, at: float, *, deadline: float | None = None) -> list[Sample]:
         self.calls.append(promql)
-        assert at == NOW
+        assert self.any_time or at == NOW
+        if '"coverage", "steps"' in promql:
+            if self.coverage_error is not None:
+                raise self.coverage_error
+            out = [Sample({"coverage": "steps"}, at, COVERAGE_STEPS)]
+            for n in dict.fromkeys(re.findall(r'"coverage", "\w+/([^"]+)"', promql)):
+                stats = HEALTHY_COVERAGE | self.coverage.get(n, {})
+                if stats["start"] is not None and stats["start"] < 0:
+                    stats["start"] += at
+                out += [
+                    Sample({"coverage": f"{k}/{n}"}, at, v)
+                    for k, v in stats.items()
+                    if v is not None
+                ]
+            return out
         if promql.startswith("label_replace("):
             names = re.findall(r'"name", "([^"]+)"', promql)
             return [Sample({"name": n}, at, self.fresh[n]) for n in names if n in self.fresh]
@@ -100,6 +140,7 @@ def test_healthy_fleet() -> None:
     obs = observe(spec(), FakeProm(fresh_for(values), values))
     p = obs.pools["aggregated"]
     assert obs.missing == [] and obs.stale == [] and not obs.unreachable
+    assert obs.partial == [] and obs.covered_seconds == {}
     assert obs.timestamp == NOW
     assert p.arrival_rate_rps == 2.0
     assert p.mean_input_tokens == pytest.approx(1000.0)
@@ -130,7 +171,7 @@ def test_zero_traffic_is_zero_demand_not_missing() -> None:
     values["vllm:num_requests_waiting"] = 0.0
     obs = observe(spec(), FakeProm(fresh_for(values), values))
     p = obs.pools["aggregated"]
-    assert obs.missing == []
+    assert obs.missing == [] and obs.partial == []  # flat counters cover their window
     assert p.arrival_rate_rps == 0.0
     assert p.generation_tokens_per_s == 0.0 and p.prompt_tokens_per_s == 0.0
     assert p.running_requests == 0.0
@@ -368,3 +409,209 @@ def test_optional_signal_still_missing_when_garbage() -> None:
     selectors = {"prefill": 'pool="p"', "decode": 'pool="d"'}
     obs = observe(spec(("prefill", "decode"), metrics={"selectors": selectors}), prom)
     assert obs.missing == ["prefill.generation_tokens_per_s"]
+
+
+# ---- partial windows (issue 10) ---------------------------------------------------
+
+#: The windowed signals of a single vLLM pool, i.e. all but the gauges.
+WINDOWED = [
+    "aggregated." + k
+    for k in (
+        "arrival_rate_rps",
+        "mean_input_tokens",
+        "mean_output_tokens",
+        "prompt_tokens_per_s",
+        "generation_tokens_per_s",
+        "ttft",
+        "itl",
+        "prefix_cache_hit_rate",
+    )
+]
+# Prometheus came back 20 s ago after a 70 s outage that began 30 s before the window:
+# 20 samples; the newest sample was 70 s old just before the first new one.
+AFTER_OUTAGE: dict[str, float | None] = {
+    "silence": 70.0,
+    "present": 61.0,
+    "samples": 20.0,
+    "start": -90.0,
+}
+
+
+def test_gap_in_the_window_makes_rates_partial_and_keeps_their_values() -> None:
+    values = healthy_values()
+    names = [n for n in values if n.endswith(("_total", "_count"))]
+    prom = FakeProm(fresh_for(values), values, coverage={n: AFTER_OUTAGE for n in names})
+    obs = observe(spec(), prom)
+    assert sorted(obs.partial) == sorted(WINDOWED)
+    assert obs.missing == []  # disjoint: the values are there, just not fresh
+    assert obs.pools["aggregated"].arrival_rate_rps == 2.0
+    assert obs.pools["aggregated"].running_requests == 5.0  # gauges are never partial
+    assert obs.covered_seconds["aggregated.arrival_rate_rps"] == pytest.approx(20.0)
+    assert any(
+        n.startswith("aggregated.arrival_rate_rps: partial: about 20s of the 60s window covered")
+        for n in obs.notes
+    )
+
+
+def test_only_the_signals_reading_the_gapped_series_are_partial() -> None:
+    values = healthy_values()
+    # 30 s of steps with the series stale-marked, from before the window start
+    stale_marked: dict[str, float | None] = {"present": 31.0, "start": None}
+    prom = FakeProm(
+        fresh_for(values), values, coverage={"vllm:request_success_total": stale_marked}
+    )
+    obs = observe(spec(), prom)
+    # mean tokens come from the token histograms, not the request counter
+    assert obs.partial == ["aggregated.arrival_rate_rps"]
+    assert obs.covered_seconds["aggregated.arrival_rate_rps"] == pytest.approx(30.0)
+
+
+def test_coverage_is_asked_only_for_the_windowed_series_read() -> None:
+    values = healthy_values()
+    prom = FakeProm(fresh_for(values), values)
+    observe(spec(), prom)
+    coverage = [q for q in prom.calls if '"coverage", "steps"' in q]
+    asked = {n for q in coverage for n in re.findall(r'"coverage", "\w+/([^"]+)"', q)}
+    assert asked == {
+        "vllm:request_success_total",
+        "vllm:prompt_tokens_total",
+        "vllm:generation_tokens_total",
+        "vllm:request_prompt_tokens_count",
+        "vllm:request_generation_tokens_count",
+        "vllm:time_to_first_token_seconds_count",
+        "vllm:inter_token_latency_seconds_count",
+        "vllm:prefix_cache_hits_total",
+        "vllm:prefix_cache_queries_total",
+    }
+    assert all(len(q) <= 2500 for q in coverage)
+
+
+class ClockFree(FakeProm):
+    """A FakeProm that answers at any evaluation time and can be made unreachable."""
+
+    any_time = True
+    down = False
+
+    async def query(self, promql: str, at: float, *, deadline: float | None = None) -> list[Sample]:
+        if self.down:
+            raise QueryError("ConnectionError: refused", transient=True)
+        return await super().query(promql, at, deadline=deadline)
+
+
+def at(source: PrometheusObservationSource, now: float) -> Observation:
+    return asyncio.run(source.observe(now))
+
+
+def test_a_failed_observation_makes_windows_that_contain_it_partial() -> None:
+    """The data may not show an outage (Prometheus lost it, or only the operator's path
+    to Prometheus failed): the source remembers its own failure."""
+    values = healthy_values()
+    prom = ClockFree(fresh_for(values), values)
+    s = spec(quality={"query": "avg_over_time(quality_score[$window])"})
+    source = PrometheusObservationSource(s, prom)
+    values["quality_score"] = 0.9
+    assert at(source, NOW).partial == []
+    prom.down = True
+    failed = at(source, NOW + 10)
+    assert failed.unreachable and failed.partial == []  # missing, not partial
+    assert source.failures.last_failure_at == NOW + 10
+    prom.down = False
+    back = at(source, NOW + 40)
+    assert sorted(back.partial) == sorted([*WINDOWED, "quality"])
+    assert back.covered_seconds["aggregated.arrival_rate_rps"] == pytest.approx(30.0)
+    assert back.pools["aggregated"].running_requests == 5.0
+    assert "aggregated.running_requests" not in back.partial
+    assert any(
+        "overlaps an observation that found Prometheus unreachable 30s ago" in n for n in back.notes
+    )
+    assert at(source, NOW + 70).partial != []  # the window [10, 70] still holds it
+    assert at(source, NOW + 70.5).partial == []  # a full window has passed since
+
+
+def test_failure_memory_can_outlive_a_source() -> None:
+    memory = FailureMemory()
+    memory.record(NOW)
+    memory.record(NOW - 100)  # an older failure does not move it back
+    assert memory.last_failure_at == NOW
+    values = healthy_values()
+    source = PrometheusObservationSource(
+        spec(), ClockFree(fresh_for(values), values), failures=memory
+    )
+    assert "aggregated.arrival_rate_rps" in at(source, NOW + 30).partial
+    assert memory.overlaps(NOW + 60, 60.0) and not memory.overlaps(NOW + 61, 60.0)
+    assert not memory.overlaps(NOW - 1, 60.0)  # not inside a window that ended before it
+    assert not FailureMemory().overlaps(NOW, 60.0)
+
+
+def test_windowed_overrides_are_partial_only_from_the_failure_memory() -> None:
+    values = healthy_values() | {"my_rate": 3.0, "my_kv": 0.4}
+    overrides = {
+        "arrival_rate_rps": "sum(rate(my_rate{$selector}[$window]))",
+        "kv_cache_usage": "max(my_kv{$selector})",
+    }
+    prom = ClockFree(fresh_for(healthy_values()), values)
+    source = PrometheusObservationSource(spec(metrics={"overrides": overrides}), prom)
+    assert at(source, NOW).partial == []
+    source.failures.record(NOW - 5)
+    obs = at(source, NOW)
+    assert "aggregated.arrival_rate_rps" in obs.partial
+    assert "aggregated.kv_cache_usage" not in obs.partial  # no $window: an instant value
+
+
+def test_refused_coverage_query_reads_as_covered_with_a_note() -> None:
+    values = healthy_values()
+    refused = QueryError("HTTP Status Code 400 (bad_data: subqueries disabled)", transient=False)
+    obs = observe(spec(), FakeProm(fresh_for(values), values, coverage_error=refused))
+    assert obs.partial == [] and obs.missing == []
+    assert any("coverage query refused" in n for n in obs.notes)
+
+
+def test_failed_coverage_query_is_partial_not_fresh() -> None:
+    values = healthy_values()
+    flaky = QueryError("Timeout: read timed out", transient=True)
+    obs = observe(spec(), FakeProm(fresh_for(values), values, coverage_error=flaky))
+    assert sorted(obs.partial) == sorted(WINDOWED)
+    assert obs.pools["aggregated"].arrival_rate_rps == 2.0
+    assert any("window coverage unknown" in n for n in obs.notes)
+
+
+def test_missing_signals_are_not_partial() -> None:
+    values = healthy_values()
+    values["vllm:request_success_total"] = math.nan
+    names = [n for n in values if n.endswith(("_total", "_count"))]
+    obs = observe(
+        spec(), FakeProm(fresh_for(values), values, coverage={n: AFTER_OUTAGE for n in names})
+    )
+    assert "aggregated.arrival_rate_rps" in obs.missing
+    assert "aggregated.arrival_rate_rps" not in obs.partial
+    assert "aggregated.generation_tokens_per_s" in obs.partial
+
+
+def test_shared_per_request_values_carry_their_partial_flag() -> None:
+    prefill, decode = healthy_values(), healthy_values()
+    for name in [
+        "vllm:request_success_total",
+        "vllm:generation_tokens_total",
+        "vllm:request_generation_tokens_bucket",
+        "vllm:request_generation_tokens_count",
+        "vllm:request_generation_tokens_sum",
+    ]:
+        del prefill[name]
+
+    class Gapped(PoolAware):
+        async def query(
+            self, promql: str, at: float, *, deadline: float | None = None
+        ) -> list[Sample]:
+            self.coverage = (
+                {"vllm:request_success_total": AFTER_OUTAGE} if 'pool="d"' in promql else {}
+            )
+            return await super().query(promql, at, deadline=deadline)
+
+    selectors = {"prefill": 'pool="p"', "decode": 'pool="d"'}
+    obs = observe(
+        spec(("prefill", "decode"), metrics={"selectors": selectors}),
+        Gapped({"p": prefill, "d": decode}),
+    )
+    assert "decode.arrival_rate_rps" in obs.partial
+    assert "prefill.arrival_rate_rps" in obs.partial  # copied from decode
+    assert obs.pools["prefill"].arrival_rate_rps == 2.0

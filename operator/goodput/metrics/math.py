@@ -250,3 +250,117 @@ def counter_rate(samples: Sequence[tuple[float, float]]) -> float | None:
 
 def _clip01(x: float) -> float:
     return min(1.0, max(0.0, x))
+
+
+# ---- window coverage (issue 10: data after a gap is not fresh) ---------------------
+
+#: A stretch without samples longer than this many sampling intervals (plus one
+#: coverage step) is a gap; one missed scrape is tolerated.
+GAP_INTERVALS = 2.0
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How well samples cover one rate window ``[now - window, now]``.
+
+    ``silence_s`` is the longest stretch without a sample that overlaps the window
+    (counted in full, also before the window start, so a window that starts inside an
+    outage stays partial until it starts after it), up to the newest sample: the
+    silence after the newest sample is staleness, judged by ``maxStaleness``.
+    ``starts_covered`` says whether a series had a sample (not stale-marked) at the
+    window start. ``tolerance_s`` is what counts as normal: ``GAP_INTERVALS``
+    sampling intervals, estimated from the samples themselves, plus one coverage step.
+    ``uncovered_s`` estimates the part of the window itself without samples.
+    """
+
+    window_s: float
+    silence_s: float
+    tolerance_s: float
+    samples: int
+    starts_covered: bool = True
+    uncovered_s: float = 0.0
+
+    @property
+    def partial(self) -> bool:
+        """rate() needs two samples; a window that starts without data, or holds a
+        longer silence than tolerated, overlaps a gap."""
+        return self.samples < 2 or not self.starts_covered or self.silence_s > self.tolerance_s
+
+    @property
+    def covered_s(self) -> float:
+        """Seconds of the window with data (an estimate when partial)."""
+        if not self.partial:
+            return self.window_s
+        return max(0.0, self.window_s - min(self.uncovered_s, self.window_s))
+
+
+def _finite_or(x: float | None, default: float) -> float:
+    return x if x is not None and math.isfinite(x) else default
+
+
+def window_coverage(
+    *,
+    window_s: float,
+    step_s: float,
+    steps: float | None,
+    present_steps: float | None,
+    longest_silence_s: float | None,
+    start_age_s: float | None,
+    samples: float | None,
+    trailing_s: float,
+) -> Coverage:
+    """A window's :class:`Coverage` from the coverage query's figures for one series
+    name (see :func:`goodput.metrics.promql.coverage_terms`):
+
+    - ``steps``: coverage steps in the window (``step_s`` apart);
+    - ``present_steps``: steps at which some series of the name had a sample within
+      the lookback and not stale-marked (a target gone: staleness markers, absent);
+    - ``longest_silence_s``: the largest age of the newest sample seen at a step
+      before the newest sample (Prometheus down, or series with explicit timestamps
+      gone: no staleness markers, the sample just ages);
+    - ``start_age_s``: age of the newest sample at the window start, ``None`` when
+      there was none (stale-marked, beyond the lookback, or not yet born);
+    - ``samples``: raw samples of the best-covered series in the window;
+    - ``trailing_s``: age of the newest sample at the window's end.
+
+    The sampling interval is estimated as the sampled part of the window over the
+    intervals between its samples, ``(window - trailing - uncovered) / (samples - 1)``:
+    exact when the gap is at the window start, an underestimate (so a stricter
+    tolerance) when it is in the middle. Unknown figures (None, NaN) count against
+    coverage.
+    """
+    n = int(samples) if samples is not None and math.isfinite(samples) and samples > 0 else 0
+    total_steps = max(0.0, _finite_or(steps, 0.0))
+    absent_s = max(0.0, total_steps - _finite_or(present_steps, 0.0)) * step_s
+    silence = max(0.0, _finite_or(longest_silence_s, 0.0))
+    start_age = start_age_s if start_age_s is not None and math.isfinite(start_age_s) else None
+    trailing = max(0.0, _finite_or(trailing_s, 0.0))
+    if n == 0:
+        return Coverage(window_s, window_s, step_s, 0, start_age is not None, window_s)
+    # The part of the window without samples: a silence that began before the window
+    # counts only from the window start.
+    inside = max(absent_s, silence - (start_age or 0.0))
+    interval = max(0.0, window_s - trailing - inside) / (n - 1) if n >= 2 else 0.0
+    return Coverage(
+        window_s=window_s,
+        # The start's age is exact where the steps may just miss the silence's end.
+        silence_s=max(silence, absent_s, start_age or 0.0),
+        tolerance_s=GAP_INTERVALS * interval + step_s,
+        samples=n,
+        starts_covered=start_age is not None,
+        uncovered_s=inside,
+    )
+
+
+def worst_coverage(coverages: Iterable[Coverage]) -> Coverage | None:
+    """The least covered of several (a signal reading several series names)."""
+    worst: Coverage | None = None
+    for c in coverages:
+        if worst is None or (c.partial, -c.covered_s) > (worst.partial, -worst.covered_s):
+            worst = c
+    return worst
+
+
+def window_overlaps(now: float, window_s: float, instant: float | None) -> bool:
+    """Whether ``instant`` lies in the window ``[now - window_s, now]``."""
+    return instant is not None and now - window_s <= instant <= now

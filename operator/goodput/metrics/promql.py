@@ -16,6 +16,10 @@ a person (``goodput plan`` may print them).
   must return per-``le`` bucket rates (like ``sum by (le) (rate(x_bucket[5m]))``).
   The policy-wide key ``good_tokens_per_s`` is an exact good-token rate (tokens/s)
   that replaces the estimate's G; quality comes from ``spec.quality.query``.
+- **Coverage** (issue 10): :func:`coverage_queries` ask, per windowed series name,
+  how much of the rate window has samples (longest silence, present steps, the
+  sample at the window start, sample count), for
+  :func:`goodput.metrics.math.window_coverage` to tell a window that overlaps a gap.
 - **Disaggregated pools**: with both a prefill and a decode pool, TTFT is read at the
   prefill pool and ITL at the decode pool (where each is produced); an aggregated
   pool, or a lone pool, reads both. An explicit ``<role>.ttft``/``<role>.itl``
@@ -55,6 +59,9 @@ class Alternative:
     queries: dict[str, str]
     series: tuple[str, ...] = ()  # raw series names whose freshness is checked
     description: str = ""
+    # Raw series whose samples the rate() windows read, one per family (a histogram's
+    # _count stands for its _bucket and _sum): their window coverage is checked.
+    windowed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,10 @@ class SignalPlan:
     alternatives: tuple[Alternative, ...]
     override: bool = False
     optional: bool = False  # absent series here are not "missing" (see optional())
+    # Computed over spec.metrics.window (rate()/increase()), so a gap in the data
+    # inside the window makes it partial: preset rates and histograms, and overrides
+    # that use $window.
+    windowed: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,8 @@ class QueryPlan:
     pools: dict[str, PoolPlan]
     fleet: dict[FleetSignal, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    window_ms: int = 60_000
+    fleet_windowed: frozenset[FleetSignal] = frozenset()  # their PromQL uses $window
 
 
 def normalize_selector(text: str | None) -> str:
@@ -102,18 +115,28 @@ def _rate(metric: str, matchers: str, window: str) -> str:
     return f"sum(rate({selector(metric, matchers)}[{window}]))"
 
 
+def _family(name: str) -> str:
+    """A histogram's ``_sum``/``_bucket`` series is scraped with its ``_count``."""
+    for suffix in ("_sum", "_bucket"):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix) + "_count"
+    return name
+
+
 def queries_for(source: Source, matchers: str, window: str) -> Alternative:
     """The PromQL of one preset source for one pool."""
     series = series_names(source)
     match source:
         case CounterRate(metric):
-            return Alternative("scalar", {"value": _rate(metric, matchers, window)}, series, metric)
+            qs = {"value": _rate(metric, matchers, window)}
+            return Alternative("scalar", qs, series, metric, (metric,))
         case GaugeAgg(metric, agg):
             q = f"{agg}({selector(metric, matchers)})"
             return Alternative("scalar", {"value": q}, series, metric)
         case RateRatio(num, den):
             qs = {"num": _rate(num, matchers, window), "den": _rate(den, matchers, window)}
-            return Alternative("ratio", qs, series, f"{num} / {den}")
+            windowed = tuple(dict.fromkeys((_family(num), _family(den))))
+            return Alternative("ratio", qs, series, f"{num} / {den}", windowed)
         case HistogramOf(base):
             b = selector(f"{base}_bucket", matchers)
             qs = {
@@ -121,7 +144,7 @@ def queries_for(source: Source, matchers: str, window: str) -> Alternative:
                 "sum": _rate(f"{base}_sum", matchers, window),
                 "count": _rate(f"{base}_count", matchers, window),
             }
-            return Alternative("histogram", qs, series, base)
+            return Alternative("histogram", qs, series, base, (f"{base}_count",))
 
 
 def freshness_query(series: list[str], matchers: str) -> str | None:
@@ -153,6 +176,81 @@ def freshness_queries(
         else:
             chunks.append([name])
     return tuple(q for c in chunks if (q := freshness_query(c, matchers)) is not None)
+
+
+def coverage_step_ms(window_ms: int) -> int:
+    """Resolution of the coverage subqueries: about ``COVERAGE_STEPS`` per window."""
+    return max(MIN_COVERAGE_STEP_MS, window_ms // COVERAGE_STEPS)
+
+
+#: Coverage steps per window, and the finest step (the queries stay cheap: each step
+#: is one lookup of the newest sample of the pool's series of one name).
+COVERAGE_STEPS = 60
+MIN_COVERAGE_STEP_MS = 100
+
+
+def _labelled(expr: str, stat: str, name: str | None = None) -> str:
+    """``expr`` labelled ``coverage="<stat>/<name>"`` (metric names hold no ``/``)."""
+    value = stat if name is None else f"{stat}/{name}"
+    return f'label_replace({expr}, "coverage", "{value}", "", "")'
+
+
+def coverage_terms(
+    name: str, matchers: str, window_ms: int, step_ms: int, newest: float
+) -> list[str]:
+    """The figures :func:`goodput.metrics.math.window_coverage` needs for one series
+    name over the rate window, labelled ``coverage="<figure>/<name>"``:
+
+    - ``silence``: the largest age of the pool's newest sample of ``name`` at any
+      coverage step before the newest sample (``newest``, its timestamp from the
+      freshness query; ``age > time() - newest`` is ``timestamp < newest``): a gap
+      while the series stayed in the lookback (Prometheus itself down, an exporter
+      with explicit timestamps gone) shows up as age;
+    - ``present``: the steps at which a series had a sample in the lookback that was
+      not stale-marked (a target gone: staleness markers);
+    - ``start``: the newest sample's timestamp at the window start (absent if none);
+    - ``samples``: raw samples of the best-covered series in the window.
+    """
+    sel = selector(name, matchers)
+    rng = f"[{window_ms}ms:{step_ms}ms]"
+    newest_ts = f"max(timestamp({sel}))"
+    silence = f"max_over_time((time() - {newest_ts} > time() - {newest:.3f}){rng})"
+    return [
+        _labelled(silence, "silence", name),
+        _labelled(f"count_over_time({newest_ts}{rng})", "present", name),
+        _labelled(f"max(timestamp({sel} offset {window_ms}ms))", "start", name),
+        _labelled(f"max(count_over_time({sel}[{window_ms}ms]))", "samples", name),
+    ]
+
+
+def coverage_steps_term(window_ms: int, step_ms: int) -> str:
+    """How many coverage steps the window holds (``coverage="steps"``)."""
+    return _labelled(f"count_over_time(vector(1)[{window_ms}ms:{step_ms}ms])", "steps")
+
+
+def coverage_queries(
+    newest: dict[str, float],
+    matchers: str,
+    window_ms: int,
+    max_chars: int = MAX_QUERY_CHARS,
+) -> tuple[str, ...]:
+    """Coverage of the rate window for every name in ``newest`` (series name -> its
+    newest sample's timestamp), joined with ``or`` and split into queries of at most
+    ``max_chars`` (one name's terms stay together); each query also carries the
+    step count."""
+    step_ms = coverage_step_ms(window_ms)
+    head = coverage_steps_term(window_ms, step_ms)
+    queries: list[str] = []
+    current = head
+    for name, ts in newest.items():
+        terms = " or ".join(coverage_terms(name, matchers, window_ms, step_ms, ts))
+        if current != head and len(current) + 4 + len(terms) > max_chars:
+            queries.append(current)
+            current = head
+        current = f"{current} or {terms}"
+    if current != head:
+        queries.append(current)
+    return tuple(queries)
 
 
 def substitute(promql: str, matchers: str, window: str) -> str:
@@ -230,22 +328,36 @@ def build_plan(metrics: Metrics, roles: list[str], quality_query: str | None = N
                 kind: Kind = "histogram" if signal in HISTOGRAM_SIGNALS else "scalar"
                 qs = {"buckets": q} if kind == "histogram" else {"value": q}
                 alt = Alternative(kind, qs, (), f"override {q}")
-                signals[signal] = SignalPlan(key, signal, (alt,), override=True)
+                signals[signal] = SignalPlan(
+                    key, signal, (alt,), override=True, windowed="$window" in override
+                )
                 continue
             preset_sources = sources(metrics.preset, signal)
             if not applicable(signal, role, role_set) or not preset_sources:
                 continue
             alts = tuple(queries_for(s, matchers, window) for s in preset_sources)
             signals[signal] = SignalPlan(
-                key, signal, alts, optional=optional(signal, role, role_set)
+                key,
+                signal,
+                alts,
+                optional=optional(signal, role, role_set),
+                windowed=any(a.windowed for a in alts),
             )
             for alt in alts:
                 fresh.extend(n for n in alt.series if n not in fresh)
         pools[role] = PoolPlan(role, matchers, signals, freshness_queries(fresh, matchers))
     fleet: dict[FleetSignal, str] = {}
-    if quality_query:
-        fleet[FleetSignal.quality] = substitute(quality_query, "", window)
+    fleet_windowed: set[FleetSignal] = set()
     good = metrics.overrides.get(FleetSignal.good_tokens_per_s.value)
-    if good:
-        fleet[FleetSignal.good_tokens_per_s] = substitute(good, "", window)
-    return QueryPlan(pools, fleet, tuple(override_errors(metrics)))
+    for f, text in ((FleetSignal.quality, quality_query), (FleetSignal.good_tokens_per_s, good)):
+        if text:
+            fleet[f] = substitute(text, "", window)
+            if "$window" in text:
+                fleet_windowed.add(f)
+    return QueryPlan(
+        pools,
+        fleet,
+        tuple(override_errors(metrics)),
+        round(parse_duration(metrics.window) * 1000),
+        frozenset(fleet_windowed),
+    )

@@ -26,6 +26,21 @@ What comes out (documented in docs/metrics.md too):
   quantiles, mean) are ``None`` *without* being listed as missing - a note says
   "undefined: no requests in window" - so the planner can scale down rather than hold.
 - **Prometheus unreachable**: every signal missing, ``Observation.unreachable`` set.
+- **Partial** (value kept, listed in ``Observation.partial``, not in ``missing``): a
+  signal computed over ``spec.metrics.window`` whose window overlaps a gap in the
+  data, so its rate is biased low (issue 10). Two detectors:
+
+  1. *Coverage* queries (batched per pool like the freshness ones, only for the
+     series of the alternatives chosen) tell how much of the window has samples; a
+     silence longer than two sampling intervals inside it is a gap, whether
+     Prometheus was down (the newest sample ages) or the target's series were gone
+     (staleness markers: absent steps). See :func:`goodput.metrics.math.window_coverage`.
+  2. The source remembers when its own last observation found Prometheus
+     unreachable (:class:`FailureMemory`); a window containing that instant is
+     partial, for every windowed signal, overrides and fleet signals included.
+
+  A counter that exists and does not increase covers its window: zero traffic is
+  ``0.0``, not partial.
 - Nothing raises: any unexpected error yields an all-missing observation with a note.
 
 ``PoolObservation.ready_replicas`` is read only when a ``ready_replicas`` override
@@ -45,6 +60,7 @@ from typing import Any, Protocol
 from goodput.api.spec import GoodputPolicySpec, PoolRole, parse_duration
 from goodput.metrics.client import QueryError, Sample
 from goodput.metrics.math import (
+    Coverage,
     effective_quality,
     fraction_at_or_below,
     goodput_estimate,
@@ -53,6 +69,9 @@ from goodput.metrics.math import (
     quantile,
     safe_ratio,
     unit_fraction,
+    window_coverage,
+    window_overlaps,
+    worst_coverage,
 )
 from goodput.metrics.presets import FleetSignal, Signal
 from goodput.metrics.promql import (
@@ -62,6 +81,8 @@ from goodput.metrics.promql import (
     QueryPlan,
     SignalPlan,
     build_plan,
+    coverage_queries,
+    coverage_step_ms,
 )
 from goodput.observation import GoodputEstimate, LatencySummary, Observation, PoolObservation
 
@@ -88,6 +109,7 @@ class _Read:
     missing: bool = False
     stale: bool = False
     note: str | None = None
+    alt: Alternative | None = None  # the alternative read, when one was
 
 
 class _Missing(Exception):
@@ -104,6 +126,37 @@ class _PoolResult:
     stale: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unreachable: bool = False
+    partial: dict[str, float] = field(default_factory=dict)  # key -> covered seconds
+
+
+@dataclass
+class _Coverage:
+    """One pool's coverage query results: per series name, or why there are none."""
+
+    by_name: dict[str, Coverage] = field(default_factory=dict)
+    failed: str | None = None  # the query failed transiently: coverage unknown
+    refused: str | None = None  # the query was refused: not checked from data
+
+
+class FailureMemory:
+    """When a source's observation last found Prometheus unreachable.
+
+    A rate window containing that instant may span an outage the data no longer
+    shows (e.g. samples lost with Prometheus' WAL, or a querier that was failing), so
+    every windowed signal is partial until a full window has passed since. Pass one
+    instance to successive sources of the same policy to keep the memory across
+    rebuilds (the operator rebuilds its source when credentials rotate).
+    """
+
+    def __init__(self) -> None:
+        self.last_failure_at: float | None = None
+
+    def record(self, at: float) -> None:
+        if self.last_failure_at is None or at > self.last_failure_at:
+            self.last_failure_at = at
+
+    def overlaps(self, now: float, window_s: float) -> bool:
+        return window_overlaps(now, window_s, self.last_failure_at)
 
 
 class PrometheusObservationSource:
@@ -121,6 +174,7 @@ class PrometheusObservationSource:
         *,
         concurrency: int = 8,
         deadline_s: float = 10.0,
+        failures: FailureMemory | None = None,
     ) -> None:
         self.spec = spec
         self.client = client
@@ -129,14 +183,19 @@ class PrometheusObservationSource:
         self.roles = [p.role.value for p in spec.pools]
         self.plan: QueryPlan = build_plan(spec.metrics, self.roles, spec.quality.query)
         self.max_staleness_s = parse_duration(spec.metrics.max_staleness)
+        self.window_s = self.plan.window_ms / 1000
         self.thresholds = {Signal.ttft: spec.slo.ttft_seconds, Signal.itl: spec.slo.itl_seconds}
+        self.failures = failures if failures is not None else FailureMemory()
 
     async def observe(self, now: float) -> Observation:
         try:
-            return await _Observer(self, now).run()
+            obs = await _Observer(self, now).run()
         except Exception as e:  # the control loop must always get an observation
             log.exception("observation failed")
             return self._all_missing(now, f"internal error while observing: {e!r}")
+        if obs.unreachable:
+            self.failures.record(now)
+        return obs
 
     def _all_missing(self, now: float, note: str) -> Observation:
         missing = [s.key for p in self.plan.pools.values() for s in p.signals.values()]
@@ -171,6 +230,7 @@ class _Observer:
         stale = [k for r in results for k in r.stale]
         notes = [n for r in results for n in r.notes] + list(self.src.plan.notes)
         unreachable = bool(results) and all(r.unreachable for r in results)
+        partial = {k: v for r in results for k, v in r.partial.items()}
 
         fleet: dict[FleetSignal, float | None] = {}
         for f, promql in self.src.plan.fleet.items():
@@ -184,6 +244,9 @@ class _Observer:
                 missing.append(f.value)
                 if read.stale:
                     stale.append(f.value)
+            elif f in self.src.plan.fleet_windowed and self.failure_in_window():
+                partial[f.value] = self.covered_since_failure()
+                notes.append(f"{f.value}: {self.failure_note()}")
             if read.note:
                 notes.append(f"{f.value}: {read.note}")
 
@@ -197,7 +260,102 @@ class _Observer:
             stale=stale,
             notes=notes,
             unreachable=unreachable,
+            partial=list(partial),
+            covered_seconds=partial,
         )
+
+    # ---- partial windows ------------------------------------------------------------
+
+    def failure_in_window(self) -> bool:
+        return self.src.failures.overlaps(self.now, self.src.window_s)
+
+    def covered_since_failure(self) -> float:
+        at = self.src.failures.last_failure_at
+        assert at is not None
+        return round(max(0.0, min(self.src.window_s, self.now - at)), 3)
+
+    def failure_note(self) -> str:
+        at = self.src.failures.last_failure_at
+        assert at is not None
+        return (
+            f"partial: the {self.src.window_s:g}s window overlaps an observation that found "
+            f"Prometheus unreachable {self.now - at:.0f}s ago"
+        )
+
+    async def coverage(self, plan: PoolPlan, newest: dict[str, float]) -> _Coverage:
+        """Coverage of the rate window for the given series names (never raises)."""
+        out = _Coverage()
+        if not newest:
+            return out
+        window_ms = self.src.plan.window_ms
+        queries = coverage_queries(newest, plan.selector, window_ms)
+        try:
+            chunks = await asyncio.gather(*(self.q(cq) for cq in queries))
+        except QueryError as e:
+            if e.transient:
+                out.failed = str(e)
+            else:
+                out.refused = str(e)
+            return out
+        stats: dict[str, dict[str, float]] = {n: {} for n in newest}
+        steps: float | None = None
+        for samples in chunks:
+            for s in samples:
+                stat, _, name = s.labels.get("coverage", "").partition("/")
+                if stat == "steps":
+                    steps = s.value
+                elif name in stats:
+                    stats[name][stat] = s.value
+        step_s = coverage_step_ms(window_ms) / 1000
+        start = self.now - window_ms / 1000
+        for name, st in stats.items():
+            start_ts = st.get("start")
+            out.by_name[name] = window_coverage(
+                window_s=self.src.window_s,
+                step_s=step_s,
+                steps=steps,
+                present_steps=st.get("present"),
+                longest_silence_s=st.get("silence"),
+                start_age_s=None if start_ts is None else start - start_ts,
+                samples=st.get("samples"),
+                trailing_s=self.now - newest[name],
+            )
+        return out
+
+    def mark_partial(
+        self, res: _PoolResult, plan: PoolPlan, reads: list[_Read], cov: _Coverage | None
+    ) -> None:
+        """List the windowed signals read (value or undefined, not missing) whose window
+        overlaps a gap: from the data's coverage, or the failure memory."""
+        failed = self.failure_in_window()
+        for sp, read in zip(plan.signals.values(), reads, strict=True):
+            if read.missing or not sp.windowed or read.alt is None:
+                continue
+            covered: float | None = None
+            note: str | None = None
+            if failed:
+                covered, note = self.covered_since_failure(), self.failure_note()
+            names = read.alt.windowed
+            if cov is not None and names:
+                if cov.failed is not None:
+                    covered = 0.0
+                    note = f"partial: window coverage unknown ({cov.failed})"
+                elif cov.refused is None:
+                    worst = worst_coverage(cov.by_name[n] for n in names if n in cov.by_name)
+                    if worst is not None and worst.partial:
+                        c = round(worst.covered_s, 3)
+                        if covered is None or c < covered:
+                            covered = c
+                            start = "" if worst.starts_covered else "no data at its start, "
+                            note = (
+                                f"partial: about {c:.0f}s of the {worst.window_s:g}s window "
+                                f"covered ({start}longest stretch without samples "
+                                f"{worst.silence_s:.1f}s, tolerated {worst.tolerance_s:.1f}s; "
+                                f"{worst.samples} samples)"
+                            )
+            if covered is not None:
+                res.partial[sp.key] = covered
+                res.notes.append(f"{sp.key}: {note}")
 
     # ---- one pool -------------------------------------------------------------------
 
@@ -220,7 +378,16 @@ class _Observer:
                     res.notes.append(f"{plan.role}: Prometheus unreachable: {e}")
                     return res
                 res.notes.append(f"{plan.role}: freshness query refused ({e}); reading blind")
-        reads = await asyncio.gather(*(self.signal(s, freshness) for s in plan.signals.values()))
+        cov_result, reads = await asyncio.gather(
+            self.coverage(plan, self.coverage_names(plan, freshness)),
+            asyncio.gather(*(self.signal(s, freshness) for s in plan.signals.values())),
+        )
+        cov: _Coverage | None = cov_result if freshness is not None else None
+        if cov is not None and cov.refused is not None:
+            res.notes.append(
+                f"{plan.role}: coverage query refused ({cov.refused}); gaps in rate windows "
+                "detected only from failed observations"
+            )
         values: dict[str, Any] = {}
         for sp, read in zip(plan.signals.values(), reads, strict=True):
             values[sp.signal.value] = read.value
@@ -231,7 +398,28 @@ class _Observer:
             if read.note:
                 res.notes.append(f"{sp.key}: {read.note}")
         res.obs = PoolObservation(role=plan.role, **values)
+        self.mark_partial(res, plan, reads, cov)
         return res
+
+    def coverage_names(
+        self, plan: PoolPlan, freshness: dict[str, float] | None
+    ) -> dict[str, float]:
+        """The windowed series of the alternatives that will be read, with their newest
+        sample's timestamp."""
+        if freshness is None:
+            return {}
+        names: dict[str, float] = {}
+        for sp in plan.signals.values():
+            if sp.override or not sp.windowed:
+                continue
+            try:
+                alt, _ = self.choose(sp, freshness)
+            except _Missing:
+                continue
+            for n in alt.windowed:
+                if n in freshness:
+                    names[n] = freshness[n]
+        return names
 
     async def signal(self, plan: SignalPlan, freshness: dict[str, float] | None) -> _Read:
         try:
@@ -239,6 +427,7 @@ class _Observer:
                 return await self.first_with_data(plan)
             alt, index = self.choose(plan, freshness)
             read = await self.evaluate(plan.signal, alt)
+            read.alt = alt
             if index > 0 and read.note is None and not read.missing:
                 read.note = f"read fallback {alt.description}"
             return read
@@ -274,9 +463,12 @@ class _Observer:
         last: _Missing | None = None
         for alt in plan.alternatives:
             try:
-                return await self.evaluate(plan.signal, alt)
+                read = await self.evaluate(plan.signal, alt)
             except _Missing as m:
                 last = m
+                continue
+            read.alt = alt
+            return read
         raise last or _Missing("absent: nothing to query")
 
     # ---- evaluation -----------------------------------------------------------------
@@ -416,6 +608,9 @@ def _copy_shared(by_role: dict[str, _PoolResult], plan: QueryPlan) -> None:
             if value is not None:
                 updates[signal.value] = value
                 mine.notes.append(f"{sp.key}: taken from {sibling} (same requests)")
+                theirs_key = f"{sibling}.{signal.value}"
+                if theirs_key in theirs.partial:
+                    mine.partial[sp.key] = theirs.partial[theirs_key]
         if updates:
             mine.obs = mine.obs.model_copy(update=updates)
 
