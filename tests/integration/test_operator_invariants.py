@@ -5,10 +5,13 @@ is visible, and the status always equals the current decision."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +20,9 @@ from kopf.testing import KopfRunner
 from goodput.reasons import Reason
 from tests.harness.cluster import LocalCluster
 from tests.harness.process import wait_until
-from tests.harness.prometheus import PrometheusServer
-from tests.integration.exporters import ServingExporter
+from tests.harness.prometheus import PrometheusServer, start_prometheus
+from tests.integration.conftest import HEAVY
+from tests.integration.exporters import ExporterHub, ServingExporter
 from tests.integration.test_operator import (
     _condition,
     _deployment,
@@ -320,3 +324,71 @@ def test_deletion_never_waits_for_the_operator(
     assert time.monotonic() - started < 60
     gone = cluster.kubectl("get", "namespace", ns, check=False)
     assert gone.returncode != 0
+
+
+def test_no_decision_from_a_rate_whose_window_overlaps_a_prometheus_outage(
+    cluster: LocalCluster, operator: None, tmp_path: Path
+) -> None:
+    """Prometheus down for longer than the window while the operator runs (Enforce),
+    then back with its data: blind ticks hold (PrometheusUnreachable), and after it is
+    back every tick holds with MetricsPartial until its window starts after the first
+    sample back; no plan is made from a window over the outage and nothing is written."""
+    window = 8.0
+    private = start_prometheus(tmp_path / "prom")
+    hub = ExporterHub().start()
+    try:
+        hub.add(ServingExporter("vllm", "op", pools={"prefill": HEAVY, "decode": HEAVY}))
+        private.add_target("gap", hub.target)
+        ns = _ns_with(cluster, "gap", 1, 1)
+        policy = _policy(ns, private.url, "gap", "Enforce")
+        policy["spec"]["metrics"]["window"] = f"{window:.0f}s"
+        policy["spec"]["gpuBudget"] = 2  # 1 + 1 already holds it: a plan writes nothing
+        time.sleep(window + 1)
+        cluster.apply(policy)
+        wait_until(
+            lambda: _condition(_status(cluster, ns), "MetricsAvailable").get("status") == "True",
+            60,
+            "fresh metrics",
+        )
+        decisions: dict[str, tuple[str, bool]] = {}
+        stop = threading.Event()
+
+        def record() -> None:
+            while not stop.is_set():
+                d = _status(cluster, ns).get("lastDecision") or {}
+                if "time" in d:
+                    decisions[d["time"]] = (d["reason"], d["hold"])
+                time.sleep(0.3)
+
+        recorder = threading.Thread(target=record, daemon=True)
+        recorder.start()
+        private.restart(down_s=window + 6)
+        wait_until(
+            lambda: any(
+                not hold and _ts(t) > time.time() - 3 for t, (_, hold) in decisions.items()
+            ),
+            60,
+            "plans again after the outage",
+        )
+        time.sleep(2 * window)
+        stop.set()
+        recorder.join(timeout=5)
+        (series,) = private.query('vllm:request_success_total{job="gap",pool="decode"}[3m]')
+        stamps = [float(t) for t, _ in series["values"]]
+        gone, back = max(itertools.pairwise(stamps), key=lambda p: p[1] - p[0])
+        assert back - gone > window
+        after = {_ts(t): r for t, r in decisions.items() if _ts(t) > gone}
+        reasons = {r for r, _ in after.values()}
+        assert Reason.PrometheusUnreachable.value in reasons, after
+        assert Reason.MetricsPartial.value in reasons, after
+        for when, (reason, hold) in after.items():
+            if when - window < back - 0.5:  # the window reaches into the outage
+                assert hold, (when - back, reason)
+        assert _replicas(cluster, ns, "prefill") == 1 and _replicas(cluster, ns, "decode") == 1
+    finally:
+        hub.stop()
+        private.stop()
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()

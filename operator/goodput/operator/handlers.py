@@ -34,7 +34,7 @@ from goodput.actuator.behavior import tier_key
 from goodput.actuator.kube import REQUEST_TIMEOUT_S, KubeScaleClient
 from goodput.api.spec import GROUP, PLURAL, VERSION, GoodputPolicySpec, parse_duration
 from goodput.metrics.client import PrometheusClient
-from goodput.metrics.source import PrometheusObservationSource
+from goodput.metrics.source import FailureMemory, PrometheusObservationSource
 from goodput.observation import Observation
 from goodput.operator import telemetry
 from goodput.operator.peering import Standing, peers_of, standing
@@ -110,9 +110,14 @@ class PolicyPrometheus:
     token is used at once, and rebuilds the client (closing the old one) only when the
     credentials change."""
 
-    def __init__(self, spec: GoodputPolicySpec, namespace: str) -> None:
+    def __init__(
+        self, spec: GoodputPolicySpec, namespace: str, failures: FailureMemory | None = None
+    ) -> None:
         self.spec = spec
         self.namespace = namespace
+        # Outlives this source: a spec change or rotated token rebuilds it, and a rate
+        # window over an earlier outage must still be seen as partial.
+        self.failures = failures or FailureMemory()
         self._creds: tuple[str | None, str | None] | None = None
         self._client: PrometheusClient | None = None
         self._source: PrometheusObservationSource | None = None
@@ -125,7 +130,9 @@ class PolicyPrometheus:
             self._client = PrometheusClient.for_policy(
                 self.spec.metrics, bearer_token=token, ca_file=ca_file
             )
-            self._source = PrometheusObservationSource(self.spec, self._client)
+            self._source = PrometheusObservationSource(
+                self.spec, self._client, failures=self.failures
+            )
             self._creds = creds
         return await self._source.observe(now)
 
@@ -135,8 +142,13 @@ class PolicyPrometheus:
         self._client = self._source = None
 
 
-async def _source(spec: GoodputPolicySpec, namespace: str) -> PolicyPrometheus:
-    return PolicyPrometheus(spec, namespace)
+def _sources(failures: FailureMemory) -> Any:
+    """One policy's source factory; every source it builds shares ``failures``."""
+
+    async def build(spec: GoodputPolicySpec, namespace: str) -> PolicyPrometheus:
+        return PolicyPrometheus(spec, namespace, failures)
+
+    return build
 
 
 def _interval(spec: dict[str, Any]) -> float:
@@ -334,7 +346,7 @@ async def stop_loops(**_: Any) -> None:
 
 async def _run(key: tuple[str, str], loop: _Loop) -> None:
     namespace, name = key
-    reconciler = Reconciler(KubeScaleClient(api_client()), _source)
+    reconciler = Reconciler(KubeScaleClient(api_client()), _sources(FailureMemory()))
     failures = 0
     was_active: bool | None = None
     try:
