@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from goodput.reasons import Reason
+from goodput.reasons import Limit, Reason
 
 
 class _Frozen(BaseModel):
@@ -48,7 +48,11 @@ class Plan(_Frozen):
     budget_satisfiable: bool = True
     predicted_goodput: float = 0.0  # quality-weighted tokens/s meeting the SLO
     predicted_attainment: float = 0.0
-    binding_constraint: str = "none"
+    # What bound the plan (Limit.None_: the demand and the SLO alone sized it), and the
+    # pool role it applies to when it is one pool's (MaxReplicas, ObservedViolation,
+    # SloFloor: the pool whose stage cannot meet its SLO, ...).
+    binding_constraint: Limit = Limit.None_
+    binding_pool: str | None = None
     runner_up: Alternative | None = None
 
     def allocation(self) -> Allocation:

@@ -13,12 +13,12 @@ HORIZON = 75.0
 PATIENCE = 120.0
 
 
-def run(rates: list[float], dt: float = 15.0) -> list[float]:
+def run(rates: list[float], dt: float = 15.0, horizon: float = HORIZON) -> list[float]:
     state: ForecastState | None = None
     out = []
     for i, rate in enumerate(rates):
         state = update(state, rate, i * dt, WINDOW)
-        demand, state = forecast(state, rate, HORIZON, PATIENCE)
+        demand, state = forecast(state, rate, horizon, PATIENCE)
         out.append(demand)
     return out
 
@@ -53,3 +53,25 @@ def test_patient_on_the_way_down() -> None:
     after = demand[drop + held + 1 :]
     assert after == sorted(after, reverse=True)  # then lets go, steadily
     assert after[-1] < 40.0  # down toward the new level (its noise estimate decays too)
+
+
+def test_the_horizon_is_how_far_ahead_and_zero_means_the_observed_rate() -> None:
+    rates = [10.0 + i for i in range(30)]  # rising 1 req/s every 15 s
+    now, two, ten = (run(rates, horizon=h) for h in (0.0, 120.0, 600.0))
+    assert now == rates  # 0 s: the observed rate, no trend and no noise quantile added
+    state: ForecastState | None = None
+    for i, rate in enumerate(rates):
+        state = update(state, rate, i * 15.0, WINDOW)
+        if i >= 10:
+            assert rates[i] < two[i] < ten[i]
+            # the same path read 8 minutes further along its (rising) trend
+            assert ten[i] - two[i] == pytest.approx(480.0 * state.trend, rel=1e-9)
+            assert state.trend > 0.5 / 15.0
+
+
+def test_patience_applies_whatever_the_horizon() -> None:
+    rates = [100.0] * 10 + [20.0] * 20
+    demand = run(rates, horizon=0.0)
+    held = int(PATIENCE // 15.0)  # figures within PATIENCE of the last high one
+    assert demand[10 : 10 + held] == [100.0] * held
+    assert demand[10 + held :] == [20.0] * (20 - held)  # then the observed rate again

@@ -4,6 +4,7 @@ quality, and the explanation every plan carries."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -12,7 +13,7 @@ from goodput.plan import Allocation
 from goodput.planner import GoodputPlanner, plan
 from goodput.planner.cli import EXAMPLE_OBSERVATION, main
 from goodput.planner.planner import patient_floors
-from goodput.reasons import Reason
+from goodput.reasons import Limit, Reason
 
 from .planner_fixtures import aggregated_spec, disagg_spec, observation
 
@@ -92,7 +93,7 @@ def test_budget_exhausted_still_returns_the_best_plan() -> None:
     assert result.reason == Reason.BudgetExhausted
     assert not result.budget_satisfiable
     assert result.total_gpus == 8
-    assert result.binding_constraint == "gpuBudget"
+    assert result.binding_constraint == Limit.GpuBudget and result.binding_pool is None
     assert result.predicted_attainment < 0.9
     assert result.runner_up is not None
     assert result.runner_up.predicted_goodput <= result.predicted_goodput + 1e-9
@@ -103,8 +104,15 @@ def test_max_replicas_binds() -> None:
     spec = disagg_spec(64, max_d=2)
     result, _ = plan(spec, observation(200.0), CURRENT, None, 0)
     assert result.pools["decode"].replicas == 2
-    assert result.binding_constraint == "maxReplicas:decode"
+    assert result.binding_constraint == Limit.MaxReplicas
+    assert result.binding_pool == "decode"
     assert not result.budget_satisfiable
+    # The budget is not what stops it: no "budget exhausted", and the GPUs it leaves
+    # free are said to be handed back.
+    assert result.reason == Reason.SloUnreachable
+    assert "budget exhausted" not in result.message
+    assert "decode at maxReplicas 2" in result.message
+    assert f"handing back {64 - result.total_gpus} GPUs" in result.message
 
 
 def test_equal_goodput_prefers_fewer_gpus() -> None:
@@ -112,8 +120,10 @@ def test_equal_goodput_prefers_fewer_gpus() -> None:
     result, _ = plan(disagg_spec(32), observation(1.0), CURRENT, None, 0)
     assert result.allocation().pools == {"prefill": 1, "decode": 1}
     assert result.reason == Reason.ScaledDown
-    assert result.binding_constraint == "minReplicas"
+    assert result.binding_constraint == Limit.MinReplicas
     assert result.predicted_attainment > 0.9
+    assert "handing back 2 GPUs that add no goodput (holding 2 of 32" in result.message
+    assert "within 1% of the best plan's goodput" in result.message
 
 
 def test_more_demand_more_gpus_and_message() -> None:
@@ -123,7 +133,7 @@ def test_more_demand_more_gpus_and_message() -> None:
     assert big.reason == Reason.ScaledUp
     assert "decode ITL" in big.message and "of 50 ms" in big.message
     assert "prefill TTFT" in big.message and "req/s per replica" in big.message
-    assert big.binding_constraint == "slo"
+    assert big.binding_constraint == Limit.None_ and big.binding_pool is None
     assert big.pools["decode"].predicted_itl_s is not None
     assert big.pools["prefill"].predicted_ttft_s is not None
 
@@ -150,7 +160,8 @@ def test_observed_violation_never_shrinks_the_pool() -> None:
     bad = observation(1.0, itl=LatencySummary(attainment=0.5))
     result, _ = plan(disagg_spec(32), bad, current, None, 0)
     assert result.pools["decode"].replicas == 10
-    assert result.binding_constraint == "observedViolation:decode"
+    assert result.binding_constraint == Limit.ObservedViolation
+    assert result.binding_pool == "decode"
     fine, _ = plan(disagg_spec(32), observation(1.0), current, None, 0)
     assert fine.pools["decode"].replicas < 10
 
@@ -179,8 +190,10 @@ def test_cli_example_observation_and_json_plan(
     (base / "policy.yaml").write_text(
         "apiVersion: goodput.dev/v1alpha1\nkind: GoodputPolicy\nmetadata: {name: p}\n"
         "spec:\n  gpuBudget: 16\n  pools:\n"
-        "  - {role: prefill, targetRef: {name: a}, maxReplicas: 8}\n"
-        "  - {role: decode, targetRef: {name: b}, maxReplicas: 8}\n"
+        "  - {role: prefill, targetRef: {name: a}, maxReplicas: 8,"
+        " profile: llama-3.1-8b-h100-tp1}\n"
+        "  - {role: decode, targetRef: {name: b}, maxReplicas: 8,"
+        " profile: llama-3.1-8b-h100-tp1}\n"
         "  slo: {ttft: 500ms, itl: 50ms}\n"
     )
     assert (
@@ -203,8 +216,20 @@ def test_cli_example_observation_and_json_plan(
     assert (
         main(["--policy", str(base / "policy.yaml"), "--observation", str(base / "obs.json")]) == 0
     )
-    assert "reason:" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "reason:" in text
+    assert re.search(
+        r"^binding:    (None|MinReplicas|GpuBudget|MaxReplicas \(\w+\)|SloFloor \(\w+\))$",
+        text,
+        re.M,
+    )
     assert EXAMPLE_OBSERVATION.pools["decode"].itl is not None
+    # A pool without a profile is refused with a message, not a traceback.
+    (base / "bare.yaml").write_text(
+        (base / "policy.yaml").read_text().replace(", profile: llama-3.1-8b-h100-tp1", "")
+    )
+    assert main(["--policy", str(base / "bare.yaml"), "--observation", str(base / "obs.json")]) == 2
+    assert "names no performance profile" in capsys.readouterr().err
 
 
 def test_patience_holds_replicas_then_lets_go() -> None:
@@ -213,7 +238,7 @@ def test_patience_holds_replicas_then_lets_go() -> None:
     current = Allocation(pools={"prefill": 4, "decode": 4})
     early = planner.decide(observation(1.0, now=15.0), current, 15.0)
     assert early.allocation().pools == {"prefill": 4, "decode": 4}  # one quiet interval
-    assert early.binding_constraint == "scaleDownPatience"
+    assert early.binding_constraint == Limit.ScaleDownPatience
     assert "wants prefill 1, decode 1" in early.message
     for t in range(30, 330, 15):
         late = planner.decide(observation(1.0, now=float(t)), current, float(t))
@@ -244,15 +269,17 @@ def test_patient_floors_fit_the_room() -> None:
 
 
 def test_a_lull_inside_the_patience_window_is_not_zero_demand() -> None:
-    spec = disagg_spec(32)
+    spec = disagg_spec(32)  # patience: the scale-down stabilization window, 300 s
     current = Allocation(pools={"prefill": 1, "decode": 1})
     _, state = plan(spec, observation(60.0), current, None, 0.0)
     lull, state = plan(
         spec, observation(0.0, input_tokens=None, output_tokens=None), current, state, 15.0
     )
     assert lull.reason != Reason.ZeroDemand and lull.total_gpus > 2
-    for t in range(30, 300, 15):
+    for t in range(30, 301, 15):
         quiet, state = plan(spec, observation(0.0), current, state, float(t))
+        assert quiet.reason != Reason.ZeroDemand
+    quiet, state = plan(spec, observation(0.0), current, state, 315.0)
     assert quiet.reason == Reason.ZeroDemand and quiet.total_gpus == 2
 
 

@@ -11,7 +11,7 @@ from goodput.api.spec import GoodputPolicySpec
 from goodput.observation import LatencySummary
 from goodput.plan import Allocation, Plan
 from goodput.planner import plan
-from goodput.reasons import Reason
+from goodput.reasons import Limit, Reason
 
 from .planner_fixtures import observation
 
@@ -150,6 +150,48 @@ def test_more_demand_with_spare_budget_never_fewer_gpus(
     high, _ = plan(spec, obs_for(spec, rate * more, inp, out, hit), current, None, 0.0)
     if high.budget_satisfiable:
         assert high.total_gpus >= low.total_gpus
+    if high.total_gpus < low.total_gpus:
+        # Only where the SLO is missed anyway: the limit is named and so are the GPUs.
+        assert high.binding_constraint != Limit.None_
+        assert "handing back" in high.message
+
+
+@SETTINGS
+@given(specs(), demand)
+def test_a_limit_is_named_only_when_it_binds(
+    spec: GoodputPolicySpec, dem: tuple[float, float, float, float | None]
+) -> None:
+    assume(min_gpus_fit(spec))
+    rate, inp, out, hit = dem
+    current = Allocation(pools={p.role.value: p.min_replicas for p in spec.pools})
+    obs = obs_for(spec, rate, inp, out, hit)
+    result, _ = plan(spec, obs, current, None, 0.0)
+    assert ("budget exhausted" in result.message) == (result.binding_constraint == Limit.GpuBudget)
+    if result.budget_satisfiable:
+        assert result.reason not in (Reason.BudgetExhausted, Reason.SloUnreachable)
+        return
+    assert result.binding_constraint in (Limit.GpuBudget, Limit.MaxReplicas, Limit.SloFloor)
+    budget_named = result.binding_constraint == Limit.GpuBudget
+    assert (result.reason == Reason.BudgetExhausted) == budget_named
+    if result.binding_constraint == Limit.MaxReplicas:
+        assert result.binding_pool in result.pools
+    if not budget_named:
+        return
+    # Budget: a pool below its maxReplicas that still fits a replica would add no goodput
+    # (the plan already holds every GPU that adds some): even forcing it in does not win.
+    for pool in spec.pools:
+        d = result.pools[pool.role.value]
+        if (
+            d.replicas < pool.max_replicas
+            and result.total_gpus + d.gpus_per_replica <= spec.gpu_budget
+        ):
+            assert "but add no goodput" in result.message
+            pools = [
+                q.model_copy(update={"min_replicas": d.replicas + 1}) if q is pool else q
+                for q in spec.pools
+            ]
+            forced, _ = plan(spec.model_copy(update={"pools": pools}), obs, current, None, 0.0)
+            assert forced.predicted_goodput <= result.predicted_goodput * (1 + 1e-9) + 1e-9
 
 
 @SETTINGS

@@ -18,6 +18,7 @@ from goodput.api.spec import GoodputPolicy, GoodputPolicySpec
 from goodput.observation import LatencySummary, Observation, PoolObservation
 from goodput.plan import Allocation, Plan
 from goodput.planner.planner import plan
+from goodput.profiles import ProfileError
 
 EXAMPLE_OBSERVATION = Observation(
     timestamp=1_767_225_600.0,
@@ -89,7 +90,8 @@ def render_text(result: Plan) -> str:
         f"  (budget satisfiable: {result.budget_satisfiable})",
         f"goodput:    {result.predicted_goodput:.1f} good tokens/s predicted,"
         f" attainment {result.predicted_attainment:.3f}",
-        f"binding:    {result.binding_constraint}",
+        f"binding:    {result.binding_constraint.value}"
+        + (f" ({result.binding_pool})" if result.binding_pool else ""),
     ]
     for role, d in result.pools.items():
         lines.append(f"pool {role:<10} {d.replicas} replicas x {d.gpus_per_replica} GPU")
@@ -125,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"goodput plan: {exc}", file=sys.stderr)
         return 2
-    result, _ = plan(spec, obs, _current(args.current, spec, obs), None, obs.timestamp)
+    try:
+        result, _ = plan(spec, obs, _current(args.current, spec, obs), None, obs.timestamp)
+    except ProfileError as exc:  # a pool names no profile, or one that is not bundled
+        print(f"goodput plan: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(plan_json(result), indent=2) if args.json else render_text(result))
     return 0
 

@@ -1,6 +1,7 @@
 """Demand forecast: Holt's level + trend over irregular intervals, read at a high
-quantile for the time a new replica needs to start, and patient on the way down
-(the highest recent forecast is kept for a window before it is let go)."""
+quantile over the policy's ``behavior.forecastHorizon``, and patient on the way down
+(the highest recent figure is kept for the scale-down stabilization window before it
+is let go)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ class ForecastState:
     trend: float  # req/s per second
     resid_var: float
     last_t: float
-    recent: tuple[tuple[float, float], ...] = ()  # (time, forecast) within the patience window
+    recent: tuple[tuple[float, float], ...] = ()  # (time, figure) within the patience window
 
 
 def count_noise_var(rate: float, window_s: float) -> float:
@@ -43,14 +44,28 @@ def update(state: ForecastState | None, rate: float, now: float, window_s: float
 def forecast(
     state: ForecastState, observed: float, horizon_s: float, patience_s: float
 ) -> tuple[float, ForecastState]:
-    """Demand to plan for: never below what is observed now, a high quantile of the
-    level + trend path over the horizon, and no lower than any such figure of the last
-    ``patience_s`` seconds. Returns the figure and the state that remembers it."""
-    ahead = state.level + max(state.trend, 0.0) * horizon_s
-    if state.trend < 0:
-        ahead = max(state.level + state.trend * horizon_s, 0.0)
-    high = max(ahead, 0.0) + Z_UP * math.sqrt(state.resid_var)
-    high = max(high, observed)
+    """Demand to plan for, and the state that remembers it.
+
+    ``horizon_s`` (``behavior.forecastHorizon``) is how far ahead the figure looks:
+
+    - ``0``: the observed rate itself. No trend is extrapolated and no noise quantile is
+      added: "the current load" is the rate measured over the metrics window now.
+    - ``> 0``: the level + trend path ``horizon_s`` ahead (on a rising trend the level
+      plus ``trend * horizon_s``, the highest point of the path; on a falling one its
+      end, ``level + trend * horizon_s``, floored at 0), plus a one-sided 95 % quantile
+      (``Z_UP``) of the one-step error, and never below the observed rate.
+
+    ``patience_s`` (the scale-down stabilization window): the figure is never lower
+    than any figure of the last ``patience_s`` seconds, so demand is let go only after
+    it stayed low that long. One-shot planning (no history) has nothing to keep."""
+    if horizon_s <= 0:
+        high = max(observed, 0.0)
+    else:
+        ahead = state.level + max(state.trend, 0.0) * horizon_s
+        if state.trend < 0:
+            ahead = max(state.level + state.trend * horizon_s, 0.0)
+        high = max(ahead, 0.0) + Z_UP * math.sqrt(state.resid_var)
+        high = max(high, observed)
     now = state.last_t
     recent = (*((t, v) for t, v in state.recent if now - t <= patience_s), (now, high))
     demand = max(v for _, v in recent)

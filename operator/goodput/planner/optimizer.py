@@ -1,6 +1,9 @@
 """Chooses replicas per pool and KV-tier sizes that maximize predicted goodput within
-the GPU budget; among plans within ``EPSILON`` of the best goodput (and meeting the
-attainment target when the best does), the one with the fewest GPUs wins.
+the GPU budget; among plans within ``EPSILON`` (1 %) of the best plan's goodput (and
+meeting the attainment target when the best does), the one with the fewest GPUs wins.
+When the SLO is missed and the budget is what stops the goodput (every pool at its
+maxReplicas would serve more than 1 % more), no GPU that still adds goodput is handed
+back: the plan is the highest-goodput one, fewest GPUs among equals.
 
 Cost: each pool's curve is computed once for every replica count (O(N) vectors);
 for a prefill/decode pair, every prefill count p gets the smallest decode count that
@@ -30,8 +33,11 @@ from goodput.planner.model import (
 )
 from goodput.profiles import PerformanceProfile
 
-# Plans whose goodput is within this fraction of the demand's tokens of the best are
-# "equal": the extra GPUs would buy less than 1 % more good tokens, so they go back.
+# Plans whose goodput is within this fraction of the best plan's goodput are "equal":
+# the extra GPUs would buy less than 1 % more good tokens, so they go back. (A fraction
+# of the demand instead would, when demand far exceeds what the pools can serve, call
+# plans equal that differ by far more than 1 % of the goodput, and hand back GPUs that
+# still add goodput.)
 EPSILON = 0.01
 TIER_COST_TOLERANCE = 0.01
 
@@ -73,11 +79,34 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class Headroom:
+    """What more GPUs or more replicas could add to a plan that misses the SLO, so the
+    explanation can name what bound it. Goodputs in requests/s, at the best KV-tier
+    sizes.
+
+    ``ceiling``: per stage (``ttft``, ``itl``), the attainment with as many replicas as
+    it takes (no queueing); ``unbounded``: the goodput that gives (no budget and no
+    maxReplicas); ``within_max``: every pool at its maxReplicas, budget ignored;
+    ``lift``: per pool role, the goodput with that pool unbounded and the others at
+    their maxReplicas."""
+
+    ceiling: dict[str, float]
+    unbounded: float
+    within_max: float
+    lift: dict[str, float]
+
+    def budget_binds_goodput(self, best_rps: float) -> bool:
+        """More GPUs (within maxReplicas) would add more than ``EPSILON`` of goodput."""
+        return self.within_max > best_rps * (1.0 + EPSILON)
+
+
+@dataclass(frozen=True)
 class Result:
     chosen: Candidate
     runner_up: Candidate | None
     best: Candidate  # the highest-goodput plan, whatever its GPU count
     satisfiable: bool
+    room: Headroom | None = None  # computed when the SLO is missed
 
 
 @dataclass(frozen=True)
@@ -138,9 +167,11 @@ def tier_options(problem: Problem) -> list[tuple[tuple[int, ...], CacheEffect, i
 
 
 def _threshold(best: float, problem: Problem) -> tuple[float, bool]:
+    """The goodput a plan needs to count as equal to the best, and whether the best
+    meets the attainment target."""
     rate = problem.demand.rate_rps
     meets = best >= rate * problem.attainment_target - 1e-12
-    thr = best - EPSILON * rate
+    thr = best - EPSILON * best
     if meets:
         thr = max(thr, rate * problem.attainment_target)
     return thr - 1e-12, meets
@@ -169,7 +200,10 @@ def _scan_aggregated(
     thr, _ = _threshold(best, problem)
     first = int(np.searchsorted(good[pool.lo :], thr, side="left")) + pool.lo
     first = min(first, n_max)
-    picks = dict.fromkeys(n for n in (first, first - 1, first + 1, n_max) if pool.lo <= n <= n_max)
+    top = int(np.argmax(good[pool.lo :])) + pool.lo  # fewest replicas with the best goodput
+    picks = dict.fromkeys(
+        n for n in (first, first - 1, first + 1, n_max, top) if pool.lo <= n <= n_max
+    )
     return [
         Candidate(
             pools={pool.role: n},
@@ -264,6 +298,16 @@ def _scan_disaggregated(
     all_dhi = np.minimum(d_max, (budget - all_ps * gp) // gd)
     ib = int(np.argmax(good(all_ps, all_dhi)))
     picks.append((int(all_ps[ib]), int(all_dhi[ib])))
+    # And the fewest decode replicas that keep that best goodput.
+    p_best = np.array([all_ps[ib]])
+    g_best = float(good(p_best, np.array([all_dhi[ib]]))[0])
+    lo_b, hi_b = np.array([dec.lo]), np.array([all_dhi[ib]])
+    while lo_b[0] < hi_b[0]:
+        mid = (lo_b + hi_b) // 2
+        ok_b = good(p_best, mid) >= g_best
+        hi_b = np.where(ok_b, mid, hi_b)
+        lo_b = np.where(ok_b, lo_b, mid + 1)
+    picks.append((int(p_best[0]), int(hi_b[0])))
     chosen = picks[0]
     for alt in ((chosen[0] - 1, chosen[1]), (chosen[0], chosen[1] - 1)):
         if alt[0] >= pre.lo and alt[1] >= dec.lo:
@@ -297,13 +341,14 @@ def _scan_disaggregated(
 def optimize(problem: Problem) -> Result | None:
     """None when even every pool at its minimum exceeds the budget."""
     cands: list[Candidate] = []
-    for sizes, eff, tier_gpus in tier_options(problem):
-        room = problem.budget - tier_gpus
+    options = tier_options(problem)
+    for sizes, eff, tier_gpus in options:
+        spare = problem.budget - tier_gpus
         tiers = {t.name: n for t, n in zip(problem.tiers, sizes, strict=True)}
         if len(problem.pools) == 1:
-            found = _scan_aggregated(problem, problem.pools[0], eff, room)
+            found = _scan_aggregated(problem, problem.pools[0], eff, spare)
         else:
-            found, _ = _scan_disaggregated(problem, problem.pools[0], problem.pools[1], eff, room)
+            found, _ = _scan_disaggregated(problem, problem.pools[0], problem.pools[1], eff, spare)
         for c in found:
             cands.append(
                 Candidate(
@@ -323,5 +368,93 @@ def optimize(problem: Problem) -> Result | None:
         return None
     best = max(cands, key=lambda c: (c.goodput_rps, -c.gpus))
     thr, meets = _threshold(best.goodput_rps, problem)
+    room = None
+    if not meets:
+        room = headroom(problem, options)
+        if room.budget_binds_goodput(best.goodput_rps):
+            thr = best.goodput_rps * (1.0 - 1e-12)  # keep every GPU that adds goodput
     chosen, runner = _pick(cands, thr)
-    return Result(chosen, runner, best, meets)
+    return Result(chosen, runner, best, meets, room)
+
+
+# A rate small enough that no replica queues: the zero-load limit of the curves.
+_IDLE_RPS = 1e-9
+
+
+def _stage_curves(
+    problem: Problem, eff: CacheEffect, counts: dict[str, int], demand: Demand
+) -> dict[str, StageCurve]:
+    """Monotone stage curves up to ``counts``, keyed by ``ttft`` and ``itl``."""
+    if len(problem.pools) == 1:
+        pool = problem.pools[0]
+        ttft, itl = aggregated_curve(
+            pool.profile,
+            pool.factors.prefill,
+            pool.factors.decode,
+            demand,
+            eff,
+            problem.ttft_slo_s,
+            problem.itl_slo_s,
+            counts[pool.role],
+        )
+        return {"ttft": monotone(ttft), "itl": monotone(itl)}
+    pre, dec = problem.pools
+    return {
+        "ttft": monotone(
+            prefill_curve(
+                pre.profile, pre.factors.prefill, demand, eff, problem.ttft_slo_s, counts[pre.role]
+            )
+        ),
+        "itl": monotone(
+            decode_curve(
+                dec.profile, dec.factors.decode, demand, problem.itl_slo_s, counts[dec.role]
+            )
+        ),
+    }
+
+
+def _stage_role(problem: Problem, stage: str) -> str:
+    if len(problem.pools) == 1:
+        return problem.pools[0].role
+    return problem.pools[0].role if stage == "ttft" else problem.pools[1].role
+
+
+def headroom(
+    problem: Problem, options: list[tuple[tuple[int, ...], CacheEffect, int]] | None = None
+) -> Headroom:
+    """Only the counts it reads are computed: O(max replicas) per KV-tier option
+    (``options``: ``tier_options(problem)``, when the caller has them)."""
+    rate = problem.demand.rate_rps
+    idle = Demand(_IDLE_RPS, problem.demand.input_tokens, problem.demand.output_tokens)
+    ones = {p.role: 1 for p in problem.pools}
+    his = {p.role: p.hi for p in problem.pools}
+    ceiling = {"ttft": 0.0, "itl": 0.0}
+    within_max = 0.0
+    lift = {p.role: 0.0 for p in problem.pools}
+    for _, eff, _ in options if options is not None else tier_options(problem):
+        zero = _stage_curves(problem, eff, ones, idle)
+        ceil = {s: float(c.attainment[1]) for s, c in zero.items()}
+        for s in ceiling:
+            ceiling[s] = max(ceiling[s], ceil[s])
+        full = _stage_curves(problem, eff, his, problem.demand)
+        # Per stage at its pool's maxReplicas: (rate served, attainment).
+        top = {s: (float(c.served[-1]), float(c.attainment[-1])) for s, c in full.items()}
+        if len(problem.pools) == 1:
+            # As the aggregated scan counts it: the best goodput of any count up to hi.
+            t, i = full["ttft"], full["itl"]
+            within_max = max(within_max, float(np.max(t.served * t.attainment * i.attainment)))
+        else:
+            within_max = max(within_max, _good(top))
+        for role in lift:
+            # That pool unbounded: its stages serve everything at their ceiling.
+            lifted = {
+                s: (rate, ceil[s]) if _stage_role(problem, s) == role else v for s, v in top.items()
+            }
+            lift[role] = max(lift[role], _good(lifted))
+    unbounded = rate * ceiling["ttft"] * ceiling["itl"]
+    return Headroom(ceiling, unbounded, within_max, lift)
+
+
+def _good(stages: dict[str, tuple[float, float]]) -> float:
+    """Goodput of two stages in series, each given as (rate served, attainment)."""
+    return min(stages["ttft"][0], stages["itl"][0]) * stages["ttft"][1] * stages["itl"][1]

@@ -34,7 +34,7 @@ from goodput.planner.optimizer import (
     optimize,
 )
 from goodput.profiles import PerformanceProfile, pool_profile
-from goodput.reasons import Reason
+from goodput.reasons import Limit, Reason
 
 GIB = float(2**30)
 _DEMAND_ORDER = ("aggregated", "prefill", "decode")
@@ -50,8 +50,9 @@ class PlannerState:
     forecast: forecast.ForecastState | None = None
     factors: dict[str, Factors] = field(default_factory=dict)
     # Last interval with traffic: (time, mean input tokens, mean output tokens, weight);
-    # the means are request-weighted averages whose half-life is the patience window,
-    # so a lull with a handful of short requests does not swing the plan.
+    # the means are request-weighted averages whose half-life is the forecast horizon
+    # (the token mix expected over it), so a lull with a handful of short requests does
+    # not swing the plan; at forecastHorizon 0s they are the current window's means.
     last_traffic: tuple[float, float, float, float] | None = None
     # Patience on the way down (long-running planners only; one-shot ``goodput plan``
     # has no history to be patient with). ``started`` is None until the first step,
@@ -59,8 +60,8 @@ class PlannerState:
     patient: bool = False
     started: float | None = None
     # (time, replicas per pool) that recent plans wanted. A pool is shrunk only after
-    # max(forecastHorizon, scaleDown stabilization window) - but only as far as the
-    # budget allows, so GPUs can still move at once to the pool that needs them.
+    # the scale-down stabilization window - but only as far as the budget allows, so
+    # GPUs can still move at once to the pool that needs them.
     recent_desired: tuple[tuple[float, tuple[tuple[str, int], ...]], ...] = ()
 
 
@@ -122,7 +123,7 @@ def _smooth_tokens(
 ) -> tuple[float, float, float, float] | None:
     if requests <= 0:
         return last
-    if last is None:
+    if last is None or half_life_s <= 0:
         return (now, input_tokens, output_tokens, requests)
     then, mean_in, mean_out, weight = last
     weight *= 0.5 ** (max(now - then, 0.0) / max(half_life_s, 1.0))
@@ -385,7 +386,6 @@ def _hold(
         + (" (Prometheus unreachable)" if reason == Reason.PrometheusUnreachable else "")
         + (" (stale)" if reason == Reason.MetricsStale else ""),
         hold=True,
-        binding_constraint="none",
     )
     return plan, state
 
@@ -393,6 +393,8 @@ def _hold(
 def _minimums(
     ctx: _Context, current: Allocation, state: PlannerState, reason: Reason, message: str
 ) -> tuple[Plan, PlannerState]:
+    """Every pool and tier at its minimum: no traffic, or minimums beyond the budget.
+    Either way the minReplicas are what bind."""
     pools = {p.role.value: p.min_replicas for p in ctx.pools}
     tiers = {t.name: t.min_replicas for t in ctx.spec.kv_cache.tiers}
     total = _gpus(ctx.spec, pools, tiers, ctx.gpr)
@@ -404,7 +406,7 @@ def _minimums(
         reason=reason,
         message=message,
         budget_satisfiable=total <= ctx.spec.gpu_budget,
-        binding_constraint="minReplicas",
+        binding_constraint=Limit.MinReplicas,
     )
     return plan, state
 
@@ -442,11 +444,17 @@ def plan(
         quality = 0.0
     window = parse_duration(spec.metrics.window)
     fstate = forecast.update(state.forecast, rate, now, window)
-    horizon = parse_duration(spec.behavior.startup_delay) + parse_duration(spec.behavior.interval)
-    patience = parse_duration(spec.behavior.forecast_horizon)
+    # horizon: how far ahead demand is forecast (forecast.forecast says what 0s means).
+    # patience: how long a higher recent figure is kept on the way down, a lull is
+    # bridged and replicas that recent plans wanted are held - the scale-down
+    # stabilization window, the policy's own word for waiting before shrinking.
+    horizon = parse_duration(spec.behavior.forecast_horizon)
+    patience = float(spec.behavior.scale_down.stabilization_window_seconds)
     demand_rate, fstate = forecast.forecast(fstate, rate, horizon, patience)
+    # A queue must drain by the time capacity asked for now can serve.
+    drain_s = parse_duration(spec.behavior.startup_delay) + parse_duration(spec.behavior.interval)
     last = _smooth_tokens(
-        state.last_traffic, now, rate * window, input_tokens, output_tokens, patience
+        state.last_traffic, now, rate * window, input_tokens, output_tokens, horizon
     )
     # A lull inside the patience window keeps planning for the recent demand.
     if rate == 0.0 and (last is None or now - last[0] > patience):
@@ -455,7 +463,8 @@ def plan(
             current,
             PlannerState(fstate, state.factors, last, state.patient, started),
             Reason.ZeroDemand,
-            f"no traffic for {patience:.0f}s: every pool at its minimum"
+            f"no traffic for {now - last[0]:.0f}s (the scale-down stabilization window is"
+            f" {patience:.0f}s): every pool at its minimum"
             if last is not None
             else "no traffic: every pool at its minimum",
         )
@@ -465,7 +474,7 @@ def plan(
     front = observation.pools.get(ctx.pools[0].role.value)
     backlog = front.waiting_requests if front is not None else None
     if backlog:
-        demand_rate += backlog / horizon  # queued work must drain within the horizon
+        demand_rate += backlog / drain_s
 
     tiers = _tiers(ctx, current)
     hit = _first(observation, "prefix_cache_hit_rate") or 0.0
@@ -479,8 +488,7 @@ def plan(
                 ),
             ),
         )
-    hold_s = max(patience, float(spec.behavior.scale_down.stabilization_window_seconds))
-    recent = tuple((t, d) for t, d in recent if now - t < hold_s)
+    recent = tuple((t, d) for t, d in recent if now - t < patience)
     floors = {}
     for pool in ctx.pools:
         role = pool.role.value
@@ -538,7 +546,7 @@ def plan(
             ctx,
             current,
             new_state,
-            Reason.BudgetExhausted,
+            Reason.MinimumsExceedBudget,
             f"the pools' minimum replicas need more than gpuBudget {spec.gpu_budget} GPUs;"
             " planning the minimums",
         )
@@ -560,11 +568,14 @@ def plan(
     plan_out = _finish(ctx, problem, result, current, floors, rate, quality)
     if held and result.satisfiable:
         wanted = ", ".join(f"{r} {n}" for r, n in desired.items())
+        kept_roles = [r for r, n in result.chosen.pools.items() if n > desired.get(r, 0)]
         plan_out = plan_out.model_copy(
             update={
-                "binding_constraint": "scaleDownPatience",
+                "binding_constraint": Limit.ScaleDownPatience,
+                "binding_pool": kept_roles[0] if len(kept_roles) == 1 else None,
                 "message": plan_out.message
-                + f"; holding replicas that plans of the last {hold_s:.0f}s wanted"
+                + f"; holding replicas that plans of the last {patience:.0f}s"
+                " (the scale-down stabilization window) wanted"
                 f" (this one alone wants {wanted})",
             }
         )
@@ -608,14 +619,17 @@ def _finish(
     changed = cur_pools != chosen.pools or any(
         current.tiers.get(k) != v for k, v in chosen.tiers.items()
     )
-    reason = explain.decision_reason(result.satisfiable, chosen.gpus, cur_gpus, changed)
+    bound = explain.binding(result, problem, floors)
+    reason = explain.decision_reason(
+        result.satisfiable, bound.limit, chosen.gpus, cur_gpus, changed
+    )
     sentence = "; ".join(
         [
             explain.stage_sentence(
                 chosen, problem.pools, problem.demand.rate_rps, ctx.ttft_slo, ctx.itl_slo
             ),
             f"demand {problem.demand.rate_rps:.2f} req/s forecast (observed {observed_rate:.2f})",
-            explain.outcome_sentence(result, ctx.spec.gpu_budget, ctx.spec.slo.attainment),
+            explain.outcome_sentence(result, problem, bound, cur_gpus),
         ]
     )
     return Plan(
@@ -628,9 +642,8 @@ def _finish(
         budget_satisfiable=result.satisfiable,
         predicted_goodput=chosen.goodput_rps * out_tokens * quality,
         predicted_attainment=chosen.attainment,
-        binding_constraint=explain.binding_constraint(
-            result, problem.pools, ctx.spec.gpu_budget, floors
-        ),
+        binding_constraint=bound.limit,
+        binding_pool=bound.pool,
         runner_up=(
             _alternative(result.runner_up, out_tokens, quality)
             if result.runner_up is not None
