@@ -48,7 +48,7 @@ class Limit(StrEnum):
     and the SLO ask for."""
 
     None_ = "None"  # nothing bound the plan
-    GpuBudget = "GpuBudget"  # no pool below its maxReplicas could fit one more replica
+    GpuBudget = "GpuBudget"  # no pool below its max could fit one more replica adding goodput
     MaxReplicas = "MaxReplicas"  # a pool that needs more sits at its maxReplicas
     MinReplicas = "MinReplicas"  # demand needs less than the pools' minReplicas
     SloFloor = "SloFloor"  # no replica count meets the SLO (e.g. ITL below the HBM floor)

@@ -194,6 +194,7 @@ def test_printer_columns() -> None:
         "Goodput",
         "Attainment",
         "Ready",
+        "Reason",
         "Age",
     ]
     for col in cols:

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from goodput.api.load import load_policy
 from goodput.observation import Observation, PoolObservation
 from goodput.plan import Allocation
 from goodput.planner import GoodputPlanner
 from goodput.sim.harness import run
-from goodput.sim.scenario import build_scenario, load_policy
+from goodput.sim.scenario import build_scenario
 from goodput.sim.traces import Trace
 
 REPO = Path(__file__).resolve().parents[2]

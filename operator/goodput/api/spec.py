@@ -561,7 +561,9 @@ class ScalingRules(ApiModel):
         le=3600,
         description=(
             "Seconds of past recommendations considered: scale-up uses the lowest, "
-            "scale-down the highest (HPA semantics). Default: 0 up, 300 down."
+            "scale-down the highest (HPA semantics). Default: 0 up, 300 down. For "
+            "scaleDown it is also the planner's patience: recent demand, a lull and "
+            "replicas that recent plans wanted are kept this long before GPUs are handed back."
         ),
     )
     select_policy: SelectPolicy = Field(

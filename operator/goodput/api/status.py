@@ -36,7 +36,8 @@ _REASONS = ", ".join(r.value for r in Reason)
 _LIMITS = ", ".join(x.value for x in Limit)
 LIMIT_DOCS = (
     "None: nothing bound the plan (demand and the SLO sized it); "
-    "GpuBudget: no pool below its maxReplicas could fit one more replica in gpuBudget; "
+    "GpuBudget: no pool below its maxReplicas could fit one more replica that adds goodput "
+    "in gpuBudget; "
     "MaxReplicas: a pool that would need more sits at its maxReplicas (bindingPool); "
     "MinReplicas: demand needs less than the pools' minReplicas; "
     "SloFloor: no replica count meets the SLO (e.g. an ITL below the HBM-bandwidth floor); "

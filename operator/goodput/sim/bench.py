@@ -75,7 +75,9 @@ def policy(
             ],
             "kvCache": {"tiers": tiers or []},
             "slo": {"ttft": ttft, "itl": itl, "attainment": 0.9},
-            "behavior": {"interval": "15s", "startupDelay": "60s"},
+            # forecastHorizon covers startupDelay + interval, as its documentation
+            # advises, so a replica asked for now serves when the forecast load arrives.
+            "behavior": {"interval": "15s", "startupDelay": "60s", "forecastHorizon": "75s"},
         }
     )
 
