@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from goodput.api.load import load_policy
 from goodput.api.spec import Behavior, GoodputPolicySpec
 from goodput.observation import Observation
 from goodput.plan import Allocation, Plan
 from goodput.planner import plan
-from goodput.planner.cli import EXAMPLE_OBSERVATION, _current, _load_policy
+from goodput.planner.cli import EXAMPLE_OBSERVATION, _current
 from goodput.planner.planner import PlannerState
 from goodput.profiles import PerformanceProfile, load_profile
 from goodput.reasons import Limit, Reason
@@ -55,7 +56,7 @@ def stand_ins(spec: GoodputPolicySpec) -> dict[str, PerformanceProfile] | None:
 @cache
 def plans(path: Path) -> tuple[GoodputPolicySpec, tuple[Plan, ...]]:
     """The one-shot plan (as ``goodput plan`` makes it) at every multiplier."""
-    spec = _load_policy(path)
+    spec = load_policy(path)
     out = []
     for factor in MULTIPLIERS:
         obs = scaled(spec, factor)

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from goodput.api.spec import GoodputPolicy, GoodputPolicySpec
+from goodput.api.load import load_policy
+from goodput.api.spec import GoodputPolicySpec
 from goodput.observation import LatencySummary, Observation, PoolObservation
 from goodput.plan import Allocation, Plan
 from goodput.planner.planner import plan
@@ -46,16 +47,6 @@ EXAMPLE_OBSERVATION = Observation(
     },
     quality=None,
 )
-
-
-def _load_policy(path: Path) -> GoodputPolicySpec:
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    doc = next((d for d in docs if d.get("kind", "GoodputPolicy") == "GoodputPolicy"), None)
-    if doc is None:
-        raise ValueError(f"{path}: no GoodputPolicy document")
-    if "spec" not in doc:  # a bare spec
-        return GoodputPolicySpec.model_validate(doc)
-    return GoodputPolicy.from_manifest(doc).spec
 
 
 def _current(arg: str | None, spec: GoodputPolicySpec, obs: Observation) -> Allocation:
@@ -107,9 +98,18 @@ def render_text(result: Plan) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="goodput plan", description=__doc__)
-    parser.add_argument("--policy", type=Path, help="GoodputPolicy YAML manifest")
-    parser.add_argument("--observation", type=Path, help="Observation JSON")
+    parser = argparse.ArgumentParser(
+        prog="goodput plan",
+        description=__doc__,
+        usage=(
+            "goodput plan --policy POLICY --observation OBSERVATION [--current CURRENT]"
+            " [--json]\n       goodput plan --example-observation"
+        ),
+    )
+    parser.add_argument(
+        "--policy", type=Path, help="GoodputPolicy YAML manifest (required to plan)"
+    )
+    parser.add_argument("--observation", type=Path, help="Observation JSON (required to plan)")
     parser.add_argument("--current", help="current replicas, e.g. prefill=2,decode=4,cpu=1")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.add_argument(
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.policy is None or args.observation is None:
         parser.error("--policy and --observation are required")
     try:
-        spec = _load_policy(args.policy)
+        spec = load_policy(args.policy)
         obs = Observation.model_validate(yaml.safe_load(args.observation.read_text()))
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"goodput plan: {exc}", file=sys.stderr)
