@@ -349,6 +349,7 @@ def test_goodput_run_serves_its_own_metrics(
             "127.0.0.1",
             "--liveness",
             "",
+            "--standalone",  # one process; peering has its own test (test_peering.py)
         ],
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
         stdout=log,
