@@ -15,10 +15,10 @@ taking the running maximum.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from goodput.observation import GoodputEstimate
+from goodput.observation import GoodputEstimate, LatencySummary, PoolObservation
 
 #: A bucket wider than this fraction of the SLO threshold makes the interpolated
 #: attainment uncertain enough to say so (LatencySummary.threshold_between_coarse_buckets).
@@ -26,6 +26,14 @@ COARSE_BUCKET_RELATIVE_WIDTH = 0.25
 
 #: Thresholds closer than this (relative) to a bucket bound count as *on* the bound.
 _ON_BOUND_RTOL = 1e-9
+
+#: The note on a ratio or latency figure that needs a request when the window had none.
+UNDEFINED_NO_REQUESTS = "undefined: no requests in window"
+
+#: Which pool's figure feeds the fleet estimate, by preference of the roles present:
+#: TTFT where it is produced (prefill), ITL and generated tokens where they are (decode).
+TTFT_ROLES = ("prefill", "aggregated", "decode")
+ITL_ROLES = ("decode", "aggregated", "prefill")
 
 
 def finite(x: float | None) -> float | None:
@@ -164,6 +172,47 @@ def quantile(q: float, hist: Histogram) -> float | None:
     if in_bucket <= 0:
         return upper
     return lower + (upper - lower) * (rank - below) / in_bucket
+
+
+def latency_summary(hist: Histogram, threshold: float, mean: float | None = None) -> LatencySummary:
+    """One latency histogram (bucket rates or increases over the window) as the operator
+    reads it: the attainment ``P(X <= threshold)`` interpolated in its bucket, the
+    P50/P90/P99 as ``histogram_quantile`` computes them, and the ``mean`` (from the
+    ``_sum``/``_count`` rates, computed by the caller). An empty histogram (no request in
+    the window) has every figure undefined."""
+    if hist.total <= 0:
+        return LatencySummary()
+    att = fraction_at_or_below(hist, threshold)
+    return LatencySummary(
+        attainment=att.fraction,
+        p50_s=quantile(0.5, hist),
+        p90_s=quantile(0.9, hist),
+        p99_s=quantile(0.99, hist),
+        mean_s=mean,
+        threshold_between_coarse_buckets=att.coarse,
+    )
+
+
+def first_role(
+    pools: Mapping[str, PoolObservation], order: Sequence[str]
+) -> PoolObservation | None:
+    """The first pool present among the roles in ``order``."""
+    for role in order:
+        if role in pools:
+            return pools[role]
+    return None
+
+
+def fleet_estimate(pools: Mapping[str, PoolObservation], quality: float | None) -> GoodputEstimate:
+    """:func:`goodput_estimate` for a fleet: ``a_ttft`` from the pool that produces the
+    first token (:data:`TTFT_ROLES`), ``a_itl`` and the generation rate from the one that
+    produces the rest (:data:`ITL_ROLES`). ``quality`` as for :func:`goodput_estimate`."""
+    ttft_pool = first_role(pools, TTFT_ROLES)
+    itl_pool = first_role(pools, ITL_ROLES)
+    a_ttft = ttft_pool.ttft.attainment if ttft_pool and ttft_pool.ttft else None
+    a_itl = itl_pool.itl.attainment if itl_pool and itl_pool.itl else None
+    gen = itl_pool.generation_tokens_per_s if itl_pool else None
+    return goodput_estimate(a_ttft, a_itl, gen, quality)
 
 
 def frechet_bounds(a_ttft: float, a_itl: float) -> tuple[float, float]:

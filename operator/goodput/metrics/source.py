@@ -60,13 +60,13 @@ from typing import Any, Protocol
 from goodput.api.spec import GoodputPolicySpec, PoolRole, parse_duration
 from goodput.metrics.client import QueryError, Sample
 from goodput.metrics.math import (
+    UNDEFINED_NO_REQUESTS,
     Coverage,
     effective_quality,
-    fraction_at_or_below,
-    goodput_estimate,
+    fleet_estimate,
     histogram_from_buckets,
+    latency_summary,
     non_negative,
-    quantile,
     safe_ratio,
     unit_fraction,
     window_coverage,
@@ -88,11 +88,9 @@ from goodput.observation import GoodputEstimate, LatencySummary, Observation, Po
 
 log = logging.getLogger(__name__)
 
-UNDEFINED_NO_REQUESTS = "undefined: no requests in window"
+__all__ = ["UNDEFINED_NO_REQUESTS", "FailureMemory", "PrometheusObservationSource"]
+
 _FRACTION_SIGNALS = frozenset({Signal.kv_cache_usage, Signal.prefix_cache_hit_rate})
-# Which pool's figure feeds the fleet estimate, by preference of role present in the spec.
-_TTFT_ROLES = (PoolRole.prefill, PoolRole.aggregated, PoolRole.decode)
-_ITL_ROLES = (PoolRole.decode, PoolRole.aggregated, PoolRole.prefill)
 
 
 class Querier(Protocol):
@@ -536,7 +534,6 @@ class _Observer:
             )
         if hist.total == 0:
             return _Read(LatencySummary(), note=UNDEFINED_NO_REQUESTS)
-        att = fraction_at_or_below(hist, self.src.thresholds[signal])
         mean: float | None = None
         if "sum" in alt.queries and "count" in alt.queries:
             try:
@@ -546,15 +543,7 @@ class _Observer:
                 mean = safe_ratio(total, count)
             except (_Missing, QueryError):
                 mean = None
-        summary = LatencySummary(
-            attainment=att.fraction,
-            p50_s=quantile(0.5, hist),
-            p90_s=quantile(0.9, hist),
-            p99_s=quantile(0.99, hist),
-            mean_s=mean,
-            threshold_between_coarse_buckets=att.coarse,
-        )
-        return _Read(summary)
+        return _Read(latency_summary(hist, self.src.thresholds[signal], mean))
 
     async def fleet_value(self, f: FleetSignal, promql: str) -> _Read:
         try:
@@ -573,16 +562,11 @@ class _Observer:
     def estimate(
         self, pools: dict[str, PoolObservation], fleet: dict[FleetSignal, float | None]
     ) -> GoodputEstimate:
-        ttft_pool = _first_role(pools, _TTFT_ROLES)
-        itl_pool = _first_role(pools, _ITL_ROLES)
-        a_ttft = ttft_pool.ttft.attainment if ttft_pool and ttft_pool.ttft else None
-        a_itl = itl_pool.itl.attainment if itl_pool and itl_pool.itl else None
-        gen = itl_pool.generation_tokens_per_s if itl_pool else None
         if FleetSignal.quality in self.src.plan.fleet:
             q = effective_quality(fleet.get(FleetSignal.quality), self.src.spec.quality.floor)
         else:
             q = 1.0  # no quality signal configured: every on-time token is good
-        est = goodput_estimate(a_ttft, a_itl, gen, q)
+        est = fleet_estimate(pools, q)
         if FleetSignal.good_tokens_per_s in self.src.plan.fleet:
             good = fleet.get(FleetSignal.good_tokens_per_s)
             g = good * q if good is not None and q is not None else None
@@ -613,12 +597,3 @@ def _copy_shared(by_role: dict[str, _PoolResult], plan: QueryPlan) -> None:
                     mine.partial[sp.key] = theirs.partial[theirs_key]
         if updates:
             mine.obs = mine.obs.model_copy(update=updates)
-
-
-def _first_role(
-    pools: dict[str, PoolObservation], order: tuple[PoolRole, ...]
-) -> PoolObservation | None:
-    for role in order:
-        if role.value in pools:
-            return pools[role.value]
-    return None
