@@ -84,6 +84,7 @@ class ReadyWatch:
         self._thread.join(timeout=10)
 
 
+@pytest.mark.timeout(SOAK_S + 240)  # the suite's 600 s would cut the 10-minute run
 def test_nodes_and_pods_stay_ready_past_the_node_monitor_grace_period(
     cluster: LocalCluster,
 ) -> None:
