@@ -203,7 +203,11 @@ class PeeringView:
             raw = await asyncio.to_thread(self._read, scope)
             result = standing(peers_of(raw), RUN.identity, RUN.priority, datetime.now(UTC))
         except Exception as err:  # cannot see the peers: acting could double-write
-            result = Standing(False, f"standing by: cannot read peering {RUN.peering}: {err}")
+            why = f"{getattr(err, 'status', '')} {getattr(err, 'reason', '')}".strip()
+            result = Standing(
+                False,
+                f"standing by: cannot read peering {RUN.peering}: {why or type(err).__name__}",
+            )
         self._cache[scope] = (time.monotonic(), result)
         return result
 
@@ -358,6 +362,12 @@ async def _run(key: tuple[str, str], loop: _Loop) -> None:
             telemetry.STANDBY.labels(namespace=namespace, policy=name).set(
                 0.0 if stand.active else 1.0
             )
+            if stand.active and not was_active and stand.lower:
+                # Taking over from a live lower-priority replica (this one just started
+                # or came back): let it see this one in the peering object (its cache,
+                # then its next tick) before either writes. A dead peer needs no wait.
+                await asyncio.sleep(interval + PEERING_CACHE_S + 0.5)
+                stand = await PEERS.standing(namespace)
             if stand.active != was_active:
                 log.info(
                     "policy %s/%s: %s",

@@ -33,6 +33,9 @@ class Peer:
 class Standing:
     active: bool
     why: str  # who this replica stands by for, or why it acts
+    # Live peers with a lower priority: one of them may have been acting until now and
+    # has not yet seen this replica, so a replica taking over from them waits a moment.
+    lower: tuple[str, ...] = ()
 
 
 def peers_of(status: Mapping[str, Any]) -> list[Peer]:
@@ -65,4 +68,5 @@ def standing(peers: list[Peer], identity: str, priority: int, now: datetime) -> 
             f"standing by: peer(s) {', '.join(same)} have the same priority {priority};"
             " give replicas distinct priorities",
         )
-    return Standing(True, "active: no live peer with a higher or equal priority")
+    lower = tuple(sorted(p.identity for p in live if p.priority < priority))
+    return Standing(True, "active: no live peer with a higher or equal priority", lower)
