@@ -20,6 +20,7 @@ from goodput.api.status import (
     GoodputStatus,
     Recommendation,
 )
+from goodput.observation import Observation
 from goodput.operator.conclude import conclude
 from goodput.operator.decide import decide
 from goodput.operator.facts import Blocker, Facts, Target, Write, WriteResult
@@ -335,3 +336,12 @@ def test_property_never_grows_past_the_budget_and_over_budget_is_fixed_in_one_ti
     mins = sum(t.min_replicas * t.gpus_per_replica for t in f.targets.values())
     if mins <= budget:
         assert sum(asked[k] * gpr[k] for k in asked) <= budget
+
+
+def test_status_keeps_the_observation_the_decision_was_made_from() -> None:
+    f = facts(plan=plan(2, 3, Reason.SteadyState))
+    st = conclude(f, decide(f), []).status
+    assert st.last_observation is not None
+    assert Observation.model_validate(st.last_observation) == f.observation
+    blind = facts(blocker=missing_metrics(), plan=None, observation=None)
+    assert conclude(blind, decide(blind), []).status.last_observation is None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, WithJsonSchema
 
@@ -47,6 +47,12 @@ LIMIT_DOCS = (
     "StepLimit: behavior step policies capped a change; "
     "WaitingForScaleDown: a grow waits until released GPUs are gone."
 )
+
+# A free-form object kept whole by the API server (the Observation's own model checks it).
+AnyObject = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
+]
 
 MAX_RECOMMENDATIONS = 512  # 2 h of history at a 15 s interval, more than any window
 
@@ -253,6 +259,14 @@ class GoodputPolicyStatus(ApiModel):
         default_factory=list,
         max_length=MAX_RECOMMENDATIONS,
         description="Recent plans inside the stabilization windows, oldest first.",
+    )
+    last_observation: AnyObject | None = Field(
+        None,
+        description=(
+            "The observation the last decision was made from (goodput.observation."
+            "Observation as JSON), so `goodput plan` and `kubectl goodput whatif` can plan "
+            "offline from exactly what the operator saw."
+        ),
     )
 
     def condition(self, type_: ConditionType) -> Condition | None:

@@ -321,6 +321,7 @@ def _status(
             quality=obs.quality,
             observed_time=datetime.fromtimestamp(obs.timestamp, UTC),
         )
+        update["last_observation"] = obs.model_dump(mode="json", exclude_none=True)
     return status.model_copy(update=update)
 
 
