@@ -287,9 +287,10 @@ def test_goodput_on_hand_built_requests() -> None:
 # ---------------------------------------------------------------------------- harness
 
 
-def scenario(budget: int = 8, startup: str = "30s"):  # type: ignore[no-untyped-def]
+def scenario(budget: int = 8, startup: str = "30s", mode: str = "Enforce"):  # type: ignore[no-untyped-def]
     spec = GoodputPolicySpec.model_validate(
         {
+            "mode": mode,
             "gpuBudget": budget,
             "pools": [
                 {
@@ -463,35 +464,53 @@ def test_simulate_cli_demo_writes_json_plot_and_requests(tmp_path: Path) -> None
     assert len(lines) == 2834 + 1
 
 
-def test_goodput_plans_pass_the_actuator_behavior() -> None:
-    """The benchmark runs the planner as the operator does: a net scale-down is held by
-    the policy's 300 s stabilization window (HPA default), a scale-up is not, and a
-    shrink that funds another pool's growth (a rebalance) is not held either."""
-    from goodput.sim.controllers import WithBehavior
+def test_goodput_runs_the_operators_own_tick() -> None:
+    """`goodput` in the twin is the operator's Reconciler.tick: one tick per control
+    interval on the twin's clock, each tick's status (as the kopf loop serializes it) fed
+    back as the next raw status (recommendations accumulate there), and the cluster's
+    writes are exactly the writes the ticks accepted."""
+    from datetime import UTC, datetime
+
+    from goodput.sim.controllers import goodput_planner
+    from goodput.sim.harness import OperatorLoop
 
     sc = scenario()
-    wishes = iter([{PREFILL: 2, DECODE: 6}, {PREFILL: 6, DECODE: 2}, {PREFILL: 2, DECODE: 2}])
+    loop = goodput_planner(sc)
+    assert isinstance(loop, OperatorLoop)
+    res = run(sc, busy_trace(n=1500, span=120.0), loop, initial={PREFILL: 1, DECODE: 1})
+    assert len(loop.outcomes) == len(res.ticks) - 1  # no decision after the last arrival
+    times = [t for t, _ in loop.outcomes]
+    assert times == [k.t for k in res.ticks[:-1]] == [10.0 * (i + 1) for i in range(len(times))]
+    first = loop.outcomes[0][1].status
+    assert first.last_decision is not None
+    assert first.last_decision.time == datetime.fromtimestamp(10.0, UTC)
+    last = loop.outcomes[-1][1].status
+    assert len(last.recommendations) > 1  # carried over from the statuses fed back
+    assert last.observed_generation == 1
+    accepted = [
+        (t, r.write.key, r.write.from_replicas, r.write.to_replicas)
+        for t, o in loop.outcomes
+        for r in o.writes
+        if r.ok
+    ]
+    assert accepted, "the busy trace moves GPUs"
+    assert [(w.t, w.key, w.from_replicas, w.to_replicas) for w in res.writes] == accepted
+    assert res.actions == len(accepted)
+    assert res.budget_violations == 0 and res.peak_gpus <= sc.budget
 
-    class Wish:
-        name = "wish"
 
-        def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
-            return make_plan(sc, next(wishes), current, "wish")
+def test_recommend_mode_in_the_twin_writes_nothing() -> None:
+    """The operator's own rule holds in the twin: Recommend publishes, never writes."""
+    from goodput.reasons import Reason
+    from goodput.sim.controllers import goodput_planner
+    from goodput.sim.harness import OperatorLoop
 
-    ctl = WithBehavior(Wish(), sc)
-    obs = Observation(timestamp=0.0, pools={})
-    cur = Allocation(pools={PREFILL: 4, DECODE: 4})
-    first = ctl.decide(obs, cur, 100.0)
-    # prefill 4 -> 2 pays for decode 4 -> 6 in the same plan: a rebalance goes through
-    assert {r: d.replicas for r, d in first.pools.items()} == {PREFILL: 2, DECODE: 6}
-    second = ctl.decide(obs, Allocation(pools={PREFILL: 2, DECODE: 6}), 115.0)
-    # and back: scale-up step max(100%, 4 pods) per 15 s allows prefill 2 -> 6
-    assert {r: d.replicas for r, d in second.pools.items()} == {PREFILL: 6, DECODE: 2}
-    third = ctl.decide(obs, Allocation(pools={PREFILL: 6, DECODE: 2}), 130.0)
-    # prefill 6 -> 2 with nothing growing is a net scale-down: held at 6, the highest
-    # recommendation inside the window (15 s ago)
-    assert third.pools[PREFILL].replicas == 6
-    assert third.pools[DECODE].replicas == 2
+    sc = scenario(mode="Recommend")
+    loop = goodput_planner(sc)
+    assert isinstance(loop, OperatorLoop)
+    res = run(sc, busy_trace(n=1500, span=120.0), loop, initial={PREFILL: 1, DECODE: 1})
+    assert res.actions == 0
+    assert Reason.RecommendOnly in {o.reason for _, o in loop.outcomes}
 
 
 def test_exporter_speaks_vllm_and_matches_the_twin() -> None:

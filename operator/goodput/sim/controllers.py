@@ -2,10 +2,16 @@
 
 DESIGN section 3: every controller starts from the same even split, and a baseline is
 configured the way its authors document it, with the source cited next to its code.
+Every controller observes the same Observation (goodput.sim.observe: what the metrics
+layer reads from Prometheus scraping the twin's vLLM exporter, over `metrics.window`)
+and every baseline's replicas are written through the same simulated ScaleClient in the
+budget-safe order (goodput.sim.harness.PlanLoop): a grow that does not fit beside the
+GPUs still held waits for a later tick, as the operator's does (WaitingForScaleDown).
 
-- `goodput`: this project's planner (goodput.planner.GoodputPlanner), imported lazily,
-  its plans passed through the actuator's behavior limits as in the operator
-  (`goodput-raw`: the same planner without them, a diagnostic).
+- `goodput`: the operator itself: its own tick (goodput.operator.reconcile.Reconciler:
+  planner, behavior limits, budget-safe writes, status), driven by the harness's
+  `OperatorLoop` against the simulated cluster (`goodput-raw`: the planner's plans
+  applied like a baseline's, without the behavior limits, a diagnostic).
 - `static-best`: the best fixed split for the whole trace (hindsight: each split held
   from t=0), run from the even split and requested at the first tick.
 - `clairvoyant`: the split that scores best when requested at the first tick from the
@@ -14,7 +20,7 @@ configured the way its authors document it, with the source cited next to its co
 - `hpa`: the Kubernetes HPA algorithm with targets derived from the SLO and the
   profile (waiting requests and busy fraction for prefill; running requests at the
   batch whose step time meets the ITL for decode), HPA default behavior; pods beyond
-  the budget stay Pending (`hpa-shared`: the same HPAs with their sum shared within the
+  the budget wait (`hpa-shared`: the same HPAs with their sum shared within the
   budget, a coordination plain HPAs lack).
 - `dynamo`: NVIDIA Dynamo's planner as Dynamo runs it: 180 s throughput rule as a lower
   bound, ARIMA load predictor, the queue-aware load-based layer, the not-ready guard
@@ -32,7 +38,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,12 +47,12 @@ from goodput.plan import Allocation, Plan, PoolDecision
 from goodput.ports import Autoscaler
 from goodput.profiles import PerformanceProfile
 from goodput.reasons import Reason
-from goodput.sim.engine import AGGREGATED, DECODE, PREFILL, SERVING, STARTING, Twin
+from goodput.sim.engine import AGGREGATED, DECODE, PREFILL, Twin
 from goodput.sim.scenario import Scenario
 from goodput.sim.traces import Trace
 
 if TYPE_CHECKING:
-    from goodput.sim.harness import RunResult
+    from goodput.sim.harness import OperatorLoop, RunResult
 
 # Names `goodput simulate` (goodput.sim.harness.compare) knows.
 CONTROLLERS = ("goodput", "static-best", "reactive", "sla-planner", "oracle")
@@ -143,7 +149,10 @@ def splits(sc: Scenario) -> list[dict[str, int]]:
 
 
 class FixedController:
-    """Holds one allocation: what `static-best` runs once hindsight has picked it."""
+    """Holds one allocation: what `static-best` runs once hindsight has picked it. It
+    reads no observation (the harness skips the in-process scrapes for it)."""
+
+    observes = False
 
     def __init__(self, sc: Scenario, pools: dict[str, int], name: str = "static-best") -> None:
         self.name = name
@@ -533,13 +542,14 @@ class KubernetesHPA:
     replayed trace its own means, the only hindsight this baseline gets.
 
     HPAs know no GPU budget. `budget="pending"` (`hpa`) is plain Kubernetes: pods
-    beyond the budget stay Pending until GPUs free up (the harness's actuator: growth
-    waits for free GPUs), so one pool's scale-down can be taken by the other's pending
-    pods and not come back. `budget="share"` (`hpa-shared`, as the former `reactive`
-    had it) caps the two pools' sum at the budget with the proportional share of
-    `fit_budget`: a coordination plain HPAs do not have, reported as a sensitivity.
-    Starting and Pending pods have no metrics and count as described above; the HPA
-    reads back the spec it wrote."""
+    beyond the budget wait until GPUs free up (as Pending pods would: the harness writes
+    every controller's replicas in the budget-safe order, so a grow waits for a tick at
+    which it fits beside the GPUs still held), so one pool's scale-down can be taken by
+    the other's waiting pods and not come back. `budget="share"` (`hpa-shared`, as the
+    former `reactive` had it) caps the two pools' sum at the budget with the
+    proportional share of `fit_budget`: a coordination plain HPAs do not have, reported
+    as a sensitivity. Starting and waiting pods have no metrics and count as described
+    above; the HPA reads back the spec it wrote."""
 
     def __init__(
         self,
@@ -1040,9 +1050,10 @@ class LlmdSloAutoscaler:
     S_tpot) and says that for disaggregated serving "TTFT would drive the prefill pool
     and TPOT the decode pool" (future work there): one ScaledObject per role, prefill on
     TTFT and decode on TPOT (= the twin's ITL); an aggregated pool uses the max.
-    Assumptions where the twin differs: the P90s come from the requests finished in the
-    last 15 s (the observation), not a 1-minute histogram window, and from measured,
-    not predicted, latency (the guide's fallback when the EPP's predictor is off).
+    The P90s are histogram quantiles over the policy's metrics window (the
+    observation every controller gets, 1 minute by default, as the guide's recording
+    rules use), from measured, not predicted, latency (the guide's fallback when the
+    EPP's predictor is off).
     Like any HPA it knows no GPU budget: pods beyond it stay Pending (`budget` as for
     `KubernetesHPA`; "share" takes GPUs from the pool that did not ask, which made it
     worse on three of the four bench cases, so the bench runs plain Kubernetes)."""
@@ -1114,14 +1125,16 @@ class Oracle:
     """Per control interval, the allocation the twin itself says gives the most goodput
     for that interval's true arrivals: each candidate split is applied to a fork of
     the live fleet (backlog, running batches and caches included; removed replicas
-    still drain; new ones serve at once), the interval is replayed, and then in-flight
-    work gets `horizon_s` to finish. The score is the good tokens of the requests that
-    were in flight at the decision or arrive during the interval. Candidates are the
-    budget-spending splits (more than 9: a coarse grid, then the neighbours of its
-    best); the current split wins ties. Run with no start-up delay. It starts from the
-    even split like every controller (DESIGN section 3) and first moves at the first
-    tick. An upper bound within the twin's physics for one-interval lookahead, not a
-    proof of optimality (hindsight `clairvoyant` can beat it)."""
+    still drain; new ones serve at once; written in the budget-safe order as the run
+    writes it, grows that wait for drained GPUs at the next tick), the interval is
+    replayed, and then in-flight work gets `horizon_s` to finish. The score is the good
+    tokens of the requests that were in flight at the decision or arrive during the
+    interval. Candidates are the budget-spending splits (more than 9: a coarse grid,
+    then the neighbours of its best); the current split wins ties. Run with no
+    start-up delay. It starts from the even split like every controller (DESIGN
+    section 3) and first moves at the first tick. An upper bound within the twin's
+    physics for one-interval lookahead, not a proof of optimality (hindsight
+    `clairvoyant` can beat it)."""
 
     name = "oracle"
 
@@ -1138,7 +1151,8 @@ class Oracle:
         self.twin = twin
 
     def _score(self, alloc: dict[str, int], t0: float, t1: float) -> float:
-        from goodput.sim.harness import Actuator, run, token_goodput
+        from goodput.sim.cluster import SimCluster
+        from goodput.sim.harness import run, token_goodput
 
         self.evaluations += 1
         penalty = 1e-6 * sum(n * self.sc.gpus[r] for r, n in alloc.items())
@@ -1149,11 +1163,13 @@ class Oracle:
             res = run(self.sc, sub, None, initial=alloc, drain_horizon_s=self.horizon_s)
             return token_goodput(res.outcomes, t1) - penalty
         f = self.twin.fork()
-        act = Actuator(f, self.sc, 0.0)
-        act.target = {r: f.count(r, (STARTING, SERVING)) for r in self.sc.roles}
-        f.on_release = act.on_release
-        act.apply(alloc, {}, t0)
+        # The candidate is applied as the run applies it (budget-safe writes now, and
+        # again at the next tick, t1, for the grows that had to wait for drained GPUs).
+        what_if = SimCluster(f, self.sc, 0.0)
+        what_if.adopt()
+        what_if.apply_safe(alloc)
         f.run_until(t1)
+        what_if.apply_safe(alloc)
         f.stop_arrivals()
         f.run_until(t1 + self.horizon_s)
         cfg = self.sc.twin
@@ -1217,61 +1233,17 @@ class Oracle:
 # ---------------------------------------------------------------------------- goodput
 
 
-class WithBehavior:
-    """A controller's plans passed through the actuator's HPA-style behavior
-    (stabilization windows and step limits from the policy), as the operator applies
-    them between the planner and the /scale writes."""
-
-    def __init__(self, inner: Autoscaler, sc: Scenario) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.sc = sc
-        self.history: list[Any] = []
-        self.last_up: float | None = None
-        self.last_down: float | None = None
-
-    def decide(self, observation: Observation, current: Allocation, now: float) -> Plan:
-        from goodput.actuator.behavior import (
-            PastRecommendation,
-            apply_behavior,
-            target_replicas,
-            tier_key,
-        )
-
-        plan = self.inner.decide(observation, current, now)
-        desired = target_replicas({r: d.replicas for r, d in plan.pools.items()}, plan.tiers)
-        cur = target_replicas(current.pools, current.tiers)
-        if not self.history:
-            # The run starts mid-life, not at a cold start: the fleet has been at its
-            # initial allocation (every controller gets this same assumption).
-            self.history.append(PastRecommendation(0.0, dict(cur)))
-        b = self.sc.spec.behavior
-        lim = apply_behavior(
-            desired, cur, self.history, b.scale_up, b.scale_down, now, self.last_up, self.last_down
-        )
-        self.history.append(PastRecommendation(now, desired))
-        horizon = max(
-            b.scale_up.stabilization_window_seconds, b.scale_down.stabilization_window_seconds
-        )
-        self.history = [h for h in self.history if now - h.time <= horizon]
-        out = lim.replicas
-        if any(out[k] > cur.get(k, out[k]) for k in out):
-            self.last_up = now
-        if any(out[k] < cur.get(k, out[k]) for k in out):
-            self.last_down = now
-        pools = {r: d.model_copy(update={"replicas": out[r]}) for r, d in plan.pools.items()}
-        tiers = {k: out[tier_key(k)] for k in plan.tiers}
-        total = sum(d.replicas * d.gpus_per_replica for d in pools.values())
-        return plan.model_copy(update={"pools": pools, "tiers": tiers, "total_gpus": total})
-
-
-def goodput_planner(sc: Scenario, behavior: bool = True) -> Autoscaler:
-    """This project's planner, exactly as the operator runs it: the planner's plan,
-    then the actuator's behavior limits."""
+def goodput_planner(sc: Scenario, behavior: bool = True) -> Autoscaler | OperatorLoop:
+    """`goodput`: the operator's own tick (goodput.sim.harness.OperatorLoop: the
+    Reconciler with the simulated cluster and the in-process metrics source). With
+    ``behavior=False`` (`goodput-raw`, a diagnostic): the bare planner, its plans
+    applied like a baseline's, without the behavior limits."""
     from goodput.planner import GoodputPlanner
+    from goodput.sim.harness import OperatorLoop
 
-    planner: Autoscaler = GoodputPlanner(sc.spec)
-    return WithBehavior(planner, sc) if behavior else planner
+    if behavior:
+        return OperatorLoop(sc.spec)
+    return GoodputPlanner(sc.spec)
 
 
 def planner_available() -> bool:
@@ -1365,7 +1337,7 @@ def run_benchmark(
             if progress is not None:
                 progress(_n, f)
 
-        ctl: Autoscaler | None = None
+        ctl: Autoscaler | OperatorLoop | None = None
         delay: float | None = None
         if name in ("static-best", "clairvoyant"):
             if hs is None:

@@ -10,7 +10,13 @@ finished, so ``rate()`` and ``histogram_quantile()`` behave as on a real server:
   reports ``vllm:request_success_total``, generation tokens and the request's mean
   time per output token;
 - gauges are instantaneous: running requests, waiting requests (the pool's shared
-  queue split evenly over its serving pods), KV-cache usage.
+  queue split evenly over its serving pods), KV-cache usage;
+- one twin-only counter, ``goodput_twin:busy_seconds_total`` (prompt-side pods: seconds
+  spent on prefill batches), stands in for a GPU-utilisation exporter, for the
+  baselines that scale on a busy fraction; the operator does not read it.
+
+``VllmTwinCollector.scrape()`` returns the same numbers as a :class:`Scrape` without
+HTTP, for the twin's in-process metrics path (goodput.sim.observe).
 
 Bucket bounds are vLLM's (vllm/v1/metrics/loggers.py, as cited in
 goodput.metrics.presets). `serve` advances the twin with the wall clock (optionally
@@ -23,6 +29,8 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -56,8 +64,77 @@ def _buckets(values: npt.NDArray[np.float64], bounds: Sequence[float]) -> list[t
     return out
 
 
+#: Sample names as Prometheus stores them (counters with ``_total``), per side of a pod.
+PROMPT_COUNTERS = (
+    "vllm:prompt_tokens_total",
+    "vllm:prefix_cache_hits_total",
+    "vllm:prefix_cache_queries_total",
+    "goodput_twin:busy_seconds_total",
+)
+OUTPUT_COUNTERS = ("vllm:request_success_total", "vllm:generation_tokens_total")
+HISTOGRAM_BOUNDS: dict[str, tuple[float, ...]] = {
+    "vllm:time_to_first_token_seconds": TTFT_BUCKETS,
+    "vllm:request_time_per_output_token_seconds": TPOT_BUCKETS,
+    "vllm:request_prompt_tokens": TOKEN_BUCKETS,
+    "vllm:request_generation_tokens": TOKEN_BUCKETS,
+}
+PROMPT_HISTOGRAMS = ("vllm:time_to_first_token_seconds", "vllm:request_prompt_tokens")
+OUTPUT_HISTOGRAMS = ("vllm:request_time_per_output_token_seconds", "vllm:request_generation_tokens")
+GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc")
+
+
+@dataclass(frozen=True)
+class HistogramSample:
+    """One pod's cumulative histogram: counts at or below each bound (the last bound is
+    +Inf, so the last count is ``_count``) and ``_sum``."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[float, ...]
+    sum: float
+
+    @property
+    def count(self) -> float:
+        return self.cumulative[-1]
+
+
+@dataclass(frozen=True)
+class PodSample:
+    """What one simulated pod exposes at one instant: its labels, cumulative counters
+    (sample names with ``_total``), cumulative histograms and gauges (a gone pod keeps
+    its counters and has no gauges; a starting pod exposes nothing)."""
+
+    pod: str
+    pool: str
+    model_name: str
+    counters: dict[str, float]
+    histograms: dict[str, HistogramSample]
+    gauges: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """Every pod's sample at twin time ``t``: what one Prometheus scrape would store."""
+
+    t: float
+    pods: tuple[PodSample, ...]
+
+
+def _per_pod_histograms(
+    ids: npt.NDArray[np.int64], values: npt.NDArray[np.float64], bounds: Sequence[float], n: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(cumulative counts per pod and bound, +Inf last; sums per pod) in one pass: a value
+    belongs to the first bound at or above it (``le`` semantics)."""
+    nb = len(bounds) + 1
+    idx = np.searchsorted(np.asarray(bounds, dtype=np.float64), values, side="left")
+    counts = np.bincount(ids * nb + idx, minlength=n * nb).reshape(n, nb)
+    sums = np.asarray(np.bincount(ids, weights=values, minlength=n), dtype=np.float64)
+    return np.cumsum(counts, axis=1).astype(np.float64), sums
+
+
 class VllmTwinCollector(Collector):
-    """A prometheus_client collector reading the twin at scrape time."""
+    """A prometheus_client collector reading the twin at scrape time. ``scrape()`` gives
+    the same numbers in-process (no HTTP, no text format) for the twin's own metrics
+    path (goodput.sim.observe)."""
 
     def __init__(self, twin: Twin, lock: threading.Lock | None = None) -> None:
         self.twin = twin
@@ -65,89 +142,174 @@ class VllmTwinCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self.lock:
-            return iter(list(self._families()))
+            return iter(list(self._families(self._pods())))
 
-    def _families(self) -> Iterable[Metric]:
+    def scrape(self) -> Scrape:
+        with self.lock:
+            return Scrape(self.twin.now, tuple(self._pods()))
+
+    def _pods(self) -> list[PodSample]:
         tw = self.twin
         tr = tw.trace
-        labels = ["pod", "pool", "model_name"]
-        finish = np.asarray(tw.finish)
-        first = np.asarray(tw.first_token)
+        n = tw._next_arrival  # requests that have arrived; later ones have no figures yet
+        reps = tw.replicas
+        r_n = len(reps)
+        finish = np.asarray(tw.finish[:n], dtype=np.float64)
+        first = np.asarray(tw.first_token[:n], dtype=np.float64)
         done = ~np.isnan(finish)
         started = ~np.isnan(first)
-        served = np.asarray(tw.served_by)
-        prefilled = np.asarray(tw.prefilled_by)
-        n_in = tr.input_tokens.astype(np.float64)
-        n_out = tr.output_tokens.astype(np.float64)
-        ttft = first - tr.arrival_s
+        served = np.asarray(tw.served_by[:n], dtype=np.int64)
+        prefilled = np.asarray(tw.prefilled_by[:n], dtype=np.int64)
+        n_in = tr.input_tokens[:n].astype(np.float64)
+        n_out = tr.output_tokens[:n].astype(np.float64)
+        cached = np.asarray(tw.cached[:n], dtype=np.float64)
+        ttft = first - tr.arrival_s[:n]
         with np.errstate(invalid="ignore", divide="ignore"):
             tpot = np.where(n_out > 1, (finish - first) / np.maximum(n_out - 1, 1), 0.0)
+        pi, fi = prefilled[started], served[done]
+        multi = done & (n_out > 1)
 
-        success = CounterMetricFamily("vllm:request_success", "Finished requests.", labels=labels)
-        prompt = CounterMetricFamily("vllm:prompt_tokens", "Prefilled tokens.", labels=labels)
-        gen = CounterMetricFamily("vllm:generation_tokens", "Generated tokens.", labels=labels)
-        hits = CounterMetricFamily(
-            "vllm:prefix_cache_hits", "Prompt tokens served from cache.", labels=labels
-        )
-        queries = CounterMetricFamily(
-            "vllm:prefix_cache_queries", "Prompt tokens looked up in cache.", labels=labels
-        )
-        ttft_h = HistogramMetricFamily(
-            "vllm:time_to_first_token_seconds", "Time to first token.", labels=labels
-        )
-        tpot_h = HistogramMetricFamily(
-            "vllm:request_time_per_output_token_seconds",
-            "Mean time per output token of each finished request.",
-            labels=labels,
-        )
-        ptok_h = HistogramMetricFamily(
-            "vllm:request_prompt_tokens", "Prompt tokens per request.", labels=labels
-        )
-        gtok_h = HistogramMetricFamily(
-            "vllm:request_generation_tokens", "Generated tokens per request.", labels=labels
-        )
-        running = GaugeMetricFamily("vllm:num_requests_running", "Running.", labels=labels)
-        waiting = GaugeMetricFamily("vllm:num_requests_waiting", "Waiting.", labels=labels)
-        kv = GaugeMetricFamily("vllm:kv_cache_usage_perc", "KV-cache usage.", labels=labels)
-        cached = np.asarray(tw.cached, dtype=np.float64)
+        def per(ids: npt.NDArray[np.int64], w: npt.NDArray[np.float64] | None = None) -> Any:
+            return np.bincount(ids, weights=w, minlength=r_n).astype(np.float64)
+
+        prompt = per(pi, n_in[started])
+        hits = per(pi, cached[started])
+        success = per(fi)
+        gen = per(fi, n_out[done])
+        hists = {
+            "vllm:time_to_first_token_seconds": _per_pod_histograms(
+                pi, ttft[started], TTFT_BUCKETS, r_n
+            ),
+            "vllm:request_prompt_tokens": _per_pod_histograms(
+                pi, n_in[started], TOKEN_BUCKETS, r_n
+            ),
+            "vllm:request_time_per_output_token_seconds": _per_pod_histograms(
+                served[multi], tpot[multi], TPOT_BUCKETS, r_n
+            ),
+            "vllm:request_generation_tokens": _per_pod_histograms(
+                fi, n_out[done], TOKEN_BUCKETS, r_n
+            ),
+        }
+
+        def hist(name: str, k: int) -> HistogramSample:
+            cum, sums = hists[name]
+            return HistogramSample(
+                HISTOGRAM_BOUNDS[name] + (math.inf,), tuple(cum[k].tolist()), float(sums[k])
+            )
 
         serving_by_role: dict[str, int] = {}
-        for r in tw.replicas:
+        for r in reps:
             if r.state not in (GONE, STARTING):
                 serving_by_role[r.role] = serving_by_role.get(r.role, 0) + 1
-        for r in tw.replicas:
+        out: list[PodSample] = []
+        for r in reps:
             if r.state == STARTING:
                 continue
-            lv = [f"{r.role}-{r.id}", r.role, r.profile.model]
-            pre = started & (prefilled == r.id)
-            fin = done & (served == r.id)
+            k = r.id
+            counters: dict[str, float] = {}
+            histograms: dict[str, HistogramSample] = {}
             if r.role != DECODE:  # prompt side: prefill or aggregated
-                prompt.add_metric(lv, float(np.sum(n_in[pre])))
-                hits.add_metric(lv, float(np.sum(cached[pre])))
-                queries.add_metric(lv, float(np.sum(n_in[pre])))
-                v = ttft[pre]
-                ttft_h.add_metric(lv, _buckets(v, TTFT_BUCKETS), float(np.sum(v)))
-                ptok_h.add_metric(lv, _buckets(n_in[pre], TOKEN_BUCKETS), float(np.sum(n_in[pre])))
+                counters["vllm:prompt_tokens_total"] = float(prompt[k])
+                counters["vllm:prefix_cache_hits_total"] = float(hits[k])
+                counters["vllm:prefix_cache_queries_total"] = float(prompt[k])
+                counters["goodput_twin:busy_seconds_total"] = float(r.busy_s)
+                for name in PROMPT_HISTOGRAMS:
+                    histograms[name] = hist(name, k)
             if r.role != PREFILL:  # output side: decode or aggregated
-                success.add_metric(lv, float(np.sum(fin)))
-                gen.add_metric(lv, float(np.sum(n_out[fin])))
-                multi = fin & (n_out > 1)
-                v = tpot[multi]
-                tpot_h.add_metric(lv, _buckets(v, TPOT_BUCKETS), float(np.sum(v)))
-                gtok_h.add_metric(
-                    lv, _buckets(n_out[fin], TOKEN_BUCKETS), float(np.sum(n_out[fin]))
+                counters["vllm:request_success_total"] = float(success[k])
+                counters["vllm:generation_tokens_total"] = float(gen[k])
+                for name in OUTPUT_HISTOGRAMS:
+                    histograms[name] = hist(name, k)
+            gauges: dict[str, float] = {}
+            if r.state != GONE:  # counters stay; a gone pod has no live gauges
+                share = max(1, serving_by_role.get(r.role, 1))
+                queue = tw.prefill_q if r.role != DECODE else tw.decode_q
+                busy = len(r.prefill_batch) if r.role == PREFILL else r.n
+                cap = r.profile.kv_capacity_tokens
+                gauges = {
+                    "vllm:num_requests_running": float(busy),
+                    "vllm:num_requests_waiting": len(queue) / share,
+                    "vllm:kv_cache_usage_perc": min(1.0, r.reserved / cap) if cap else math.nan,
+                }
+            out.append(
+                PodSample(f"{r.role}-{r.id}", r.role, r.profile.model, counters, histograms, gauges)
+            )
+        return out
+
+    def _families(self, pods: Iterable[PodSample]) -> Iterable[Metric]:
+        labels = ["pod", "pool", "model_name"]
+        counters = {
+            "vllm:request_success_total": CounterMetricFamily(
+                "vllm:request_success", "Finished requests.", labels=labels
+            ),
+            "vllm:prompt_tokens_total": CounterMetricFamily(
+                "vllm:prompt_tokens", "Prefilled tokens.", labels=labels
+            ),
+            "vllm:generation_tokens_total": CounterMetricFamily(
+                "vllm:generation_tokens", "Generated tokens.", labels=labels
+            ),
+            "vllm:prefix_cache_hits_total": CounterMetricFamily(
+                "vllm:prefix_cache_hits", "Prompt tokens served from cache.", labels=labels
+            ),
+            "vllm:prefix_cache_queries_total": CounterMetricFamily(
+                "vllm:prefix_cache_queries", "Prompt tokens looked up in cache.", labels=labels
+            ),
+        }
+        busy = CounterMetricFamily(
+            "goodput_twin:busy_seconds",
+            "Seconds the pod spent on prefill batches (twin only, not a vLLM metric: a"
+            " stand-in for a GPU utilisation exporter such as DCGM's).",
+            labels=labels,
+        )
+        hists = {
+            "vllm:time_to_first_token_seconds": HistogramMetricFamily(
+                "vllm:time_to_first_token_seconds", "Time to first token.", labels=labels
+            ),
+            "vllm:request_time_per_output_token_seconds": HistogramMetricFamily(
+                "vllm:request_time_per_output_token_seconds",
+                "Mean time per output token of each finished request.",
+                labels=labels,
+            ),
+            "vllm:request_prompt_tokens": HistogramMetricFamily(
+                "vllm:request_prompt_tokens", "Prompt tokens per request.", labels=labels
+            ),
+            "vllm:request_generation_tokens": HistogramMetricFamily(
+                "vllm:request_generation_tokens", "Generated tokens per request.", labels=labels
+            ),
+        }
+        gauges = {
+            "vllm:num_requests_running": GaugeMetricFamily(
+                "vllm:num_requests_running", "Running.", labels=labels
+            ),
+            "vllm:num_requests_waiting": GaugeMetricFamily(
+                "vllm:num_requests_waiting", "Waiting.", labels=labels
+            ),
+            "vllm:kv_cache_usage_perc": GaugeMetricFamily(
+                "vllm:kv_cache_usage_perc", "KV-cache usage.", labels=labels
+            ),
+        }
+        for p in pods:
+            lv = [p.pod, p.pool, p.model_name]
+            for name, value in p.counters.items():
+                (busy if name == "goodput_twin:busy_seconds_total" else counters[name]).add_metric(
+                    lv, value
                 )
-            if r.state == GONE:
-                continue  # counters stay; a gone pod has no live gauges
-            share = max(1, serving_by_role.get(r.role, 1))
-            queue = tw.prefill_q if r.role != DECODE else tw.decode_q
-            busy = len(r.prefill_batch) if r.role == PREFILL else r.n
-            running.add_metric(lv, float(busy))
-            waiting.add_metric(lv, len(queue) / share)
-            cap = r.profile.kv_capacity_tokens
-            kv.add_metric(lv, min(1.0, r.reserved / cap) if cap else math.nan)
-        yield from (success, prompt, gen, hits, queries, ttft_h, tpot_h, ptok_h, gtok_h)
-        yield from (running, waiting, kv)
+            for name, h in p.histograms.items():
+                buckets = [
+                    ("+Inf" if b == math.inf else repr(float(b)), c)
+                    for b, c in zip(h.bounds, h.cumulative, strict=True)
+                ]
+                hists[name].add_metric(lv, buckets, h.sum)
+            for name, value in p.gauges.items():
+                gauges[name].add_metric(lv, value)
+        yield counters["vllm:request_success_total"]
+        yield counters["vllm:prompt_tokens_total"]
+        yield counters["vllm:generation_tokens_total"]
+        yield counters["vllm:prefix_cache_hits_total"]
+        yield counters["vllm:prefix_cache_queries_total"]
+        yield from hists.values()
+        yield from gauges.values()
+        yield busy
 
 
 def registry_for(twin: Twin, lock: threading.Lock | None = None) -> CollectorRegistry:

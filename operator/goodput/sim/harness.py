@@ -1,34 +1,58 @@
-"""Runs controllers against the twin side by side: same trace, budget, delays and SLO.
+"""Runs controllers against the twin side by side: same trace, budget, delays and SLO,
+and the same path from the fleet to a decision and back that the operator has in a
+cluster (DESIGN section 6):
 
-Every controller is driven through the Autoscaler protocol the operator uses: each
-control interval the harness builds an `Observation` from the twin (what the metrics
-layer would have read from Prometheus), calls `decide`, and applies the plan the way
-the real actuator does: shrink first (removed replicas drain and keep their GPUs until
-empty), grow only with GPUs actually free, so no controller ever holds more GPUs than
-the budget at any moment.
+- the fleet is a simulated cluster (goodput.sim.cluster.SimCluster, the operator's
+  ScaleClient): /scale replicas per pool, pods starting, serving and draining, ready only
+  after the start-up delay, draining ones holding their GPUs until empty;
+- what a controller observes is what the operator's metrics layer would read from
+  Prometheus scraping the twin's vLLM exporter (goodput.sim.observe.InProcessSource:
+  window increases of the cumulative counters and histograms, the metrics layer's own
+  math), the same Observation for every controller;
+- `goodput` is the operator's own tick (goodput.operator.reconcile.Reconciler.tick:
+  decide, the writes, conclude), its status fed back as the next tick's raw status,
+  its clock the twin's (`OperatorLoop`);
+- every other controller keeps its own decision rule (goodput.ports.Autoscaler); its
+  replicas are clamped to the pools' bounds and written through the same ScaleClient
+  in the budget-safe order of goodput.actuator.budget (shrink first; a grow only as far
+  as it fits beside every GPU still held, the rest waits for a later tick), `PlanLoop`.
+
+The scoreboard is the twin's exact per-request truth (`outcomes`, `token_goodput`), not
+an estimate any controller sees; GPUs held (draining included) are counted after every
+change, so a moment above the budget would show as a violation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from goodput.observation import GoodputEstimate, LatencySummary, Observation, PoolObservation
+from goodput.actuator.behavior import target_replicas, tier_key
+from goodput.api.spec import GoodputPolicySpec, parse_duration
+from goodput.observation import Observation
+from goodput.operator.facts import Outcome
+from goodput.operator.reconcile import PolicyRef, Reconciler
 from goodput.plan import Allocation
 from goodput.ports import Autoscaler
-from goodput.sim.engine import DECODE, PREFILL, SERVING, STARTING, Twin
+from goodput.sim.cluster import SimCluster, WriteLog
+from goodput.sim.engine import DECODE, PREFILL, SERVING, Twin
+from goodput.sim.exporter import VllmTwinCollector
+from goodput.sim.observe import InProcessSource, TwinPrometheus, source_factory
 from goodput.sim.scenario import Scenario
 from goodput.sim.traces import Trace
 
 FloatArray = npt.NDArray[np.float64]
 Progress = Callable[[float], None]
-
-
+SourceFactory = Callable[[GoodputPolicySpec, str], Awaitable[Any]]
+T = TypeVar("T")
 # ---------------------------------------------------------------------------- outcomes
 
 
@@ -96,203 +120,103 @@ def token_goodput(o: Outcomes, window_s: float) -> float:
     return float(np.sum(o.output_tokens * o.quality * o.met) / window_s)
 
 
-# ---------------------------------------------------------------------------- actuator
+# ---------------------------------------------------------------------------- drivers
 
 
-class Actuator:
-    """Applies target replicas without ever exceeding the GPU budget."""
+class OperatorLoop:
+    """The `goodput` controller: the operator's own tick against the simulated cluster.
 
-    def __init__(self, twin: Twin, sc: Scenario, startup_delay_s: float) -> None:
-        self.twin = twin
-        self.sc = sc
-        self.delay = startup_delay_s
-        self.target: dict[str, int] = {r: 0 for r in sc.roles}
-        self.tiers: dict[str, int] = {}
-        self.actions = 0
-        self.peak_gpus = 0
-        self.gpu_seconds = 0.0
-        self._last_t = 0.0
-        self._last_gpus = 0
-        self.violations = 0
+    Each tick is ``Reconciler.tick(policy, generation, raw_spec, raw_status)`` with the
+    simulated ScaleClient and the in-process observation source; the outcome's status,
+    serialized as the kopf loop writes it (``model_dump(mode="json", by_alias=True,
+    exclude_none=True)``), is the next tick's raw status, so stabilization windows and
+    recommendations live in status as in a cluster. ``outcomes`` keeps every tick's
+    outcome (writes, status, events)."""
 
-    def spec_replicas(self, role: str) -> int:
-        return self.twin.count(role, (STARTING, SERVING))
-
-    def current(self) -> Allocation:
-        return Allocation(
-            pools={r: self.spec_replicas(r) for r in self.sc.roles}, tiers=dict(self.tiers)
+    def __init__(
+        self,
+        spec: GoodputPolicySpec,
+        name: str = "goodput",
+        *,
+        policy: str = "goodput",
+        generation: int = 1,
+        created: datetime | None = None,
+        raw_spec: dict[str, Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.policy_name = policy
+        self.generation = generation
+        self.created = created
+        self.raw_spec = (
+            raw_spec
+            if raw_spec is not None
+            else spec.model_dump(mode="json", by_alias=True, exclude_none=True)
         )
+        self.raw_status: dict[str, Any] = {}
+        self.outcomes: list[tuple[float, Outcome]] = []
+        self.reconciler: Reconciler | None = None
+        self.namespace = ""
 
-    def _account(self, now: float) -> None:
-        held = self.twin.gpus_held()
-        self.gpu_seconds += self._last_gpus * max(0.0, now - self._last_t)
-        self._last_t = max(self._last_t, now)
-        self._last_gpus = held
-        self.peak_gpus = max(self.peak_gpus, held)
-        if held > self.sc.budget:
-            self.violations += 1
+    def bind(self, cluster: SimCluster, sources: SourceFactory, clock: Callable[[], float]) -> None:
+        self.reconciler = Reconciler(cluster, sources, clock=clock)
+        self.namespace = cluster.namespace
 
-    def apply(self, pools: dict[str, int], tiers: dict[str, int], now: float) -> None:
-        sc = self.sc
-        for role in sc.roles:
-            want = pools.get(role, self.target[role])
-            want = max(sc.min_replicas[role], min(sc.max_replicas[role], want))
-            if want != self.target[role]:
-                self.actions += 1
-            self.target[role] = want
-            while self.spec_replicas(role) > want:
-                if not self.twin.remove_replica(role, now):
-                    break
-        for name, n in tiers.items():
-            if name in sc.tier_max:
-                n = max(sc.tier_min[name], min(sc.tier_max[name], n))
-                if self.tiers.get(name) != n:
-                    self.twin.set_tier_replicas(name, n)
-                    self.tiers[name] = n
-        self._account(now)
-        self.grow(now)
+    async def tick(self) -> Outcome:
+        assert self.reconciler is not None, "bind() first"
+        policy = PolicyRef(self.namespace, self.policy_name, self.created)
+        now = self.reconciler.clock()
+        out = await self.reconciler.tick(policy, self.generation, self.raw_spec, self.raw_status)
+        self.raw_status = out.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        self.outcomes.append((now, out))
+        return out
 
-    def grow(self, now: float) -> None:
-        """Start replicas that fit in the GPUs free right now, largest deficit first."""
-        self._account(now)
-        sc = self.sc
-        while True:
-            free = sc.budget - self.twin.gpus_held()
-            deficits = [
-                (self.target[r] - self.spec_replicas(r), r)
-                for r in sc.roles
-                if self.target[r] > self.spec_replicas(r) and sc.gpus[r] <= free
-            ]
-            if not deficits:
-                break
-            _, role = max(deficits)
-            self.twin.add_replica(role, now, self.delay)
-            self._account(now)
-
-    def on_release(self, now: float) -> None:
-        self.grow(now)
+    def close(self) -> None:
+        if self.reconciler is not None:
+            self.reconciler.close()
 
 
-# ---------------------------------------------------------------------------- observation
+class PlanLoop:
+    """Any other controller (an Autoscaler): its own decision from the same observation
+    the operator would make (ready replicas from the cluster, as the operator fills
+    them), its replicas clamped to the pools' [min, max] and written through the same
+    ScaleClient in the budget-safe order; a grow that does not fit yet waits for a later
+    tick. A plan that holds writes nothing."""
 
+    def __init__(self, controller: Autoscaler, cluster: SimCluster) -> None:
+        self.controller = controller
+        self.name = controller.name
+        self.cluster = cluster
+        self.observes = bool(getattr(controller, "observes", True))
 
-def latency_summary(values: FloatArray, threshold: float) -> LatencySummary | None:
-    if len(values) == 0:
-        return None
-    p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return LatencySummary(
-        attainment=float(np.mean(values <= threshold)),
-        p50_s=float(p50),
-        p90_s=float(p90),
-        p99_s=float(p99),
-        mean_s=float(np.mean(values)),
-    )
-
-
-class Observer:
-    """Turns the twin's state over the last interval into an Observation."""
-
-    def __init__(self, twin: Twin, sc: Scenario) -> None:
-        self.twin = twin
-        self.sc = sc
-        self._t0 = 0.0
-        self._gen0 = 0.0
-        self._busy0 = 0.0
-
-    def observe(self, now: float) -> tuple[Observation, float | None]:
-        tw = self.twin
-        tr = tw.trace
-        c = tw.counters
-        w = max(1e-9, now - self._t0)
-        lo = int(np.searchsorted(tr.arrival_s, self._t0, side="left"))
-        hi = int(np.searchsorted(tr.arrival_s, now, side="left"))
-        n_arr = hi - lo
-        rate = n_arr / w
-        mean_in = float(np.mean(tr.input_tokens[lo:hi])) if n_arr else None
-        mean_out = float(np.mean(tr.output_tokens[lo:hi])) if n_arr else None
-        done = np.asarray(c.completed, dtype=np.int64)
-        pre = np.asarray(c.prefilled, dtype=np.int64)
-        c.completed.clear()
-        c.prefilled.clear()
-        arrival = tr.arrival_s
-        first = np.asarray(tw.first_token)
-        finish = np.asarray(tw.finish)
-        out = tr.output_tokens
-        ttft_s = first[done] - arrival[done] if len(done) else np.zeros(0)
-        multi = done[out[done] > 1] if len(done) else done
-        itl_s = (finish[multi] - first[multi]) / (out[multi] - 1) if len(multi) else np.zeros(0)
-        cfg = tw.cfg
-        ttft = latency_summary(ttft_s, cfg.ttft_slo_s)
-        itl = latency_summary(itl_s, cfg.itl_slo_s)
-        gen_rate = (c.generated_tokens - self._gen0) / w
-        prompt_rate = float(np.sum(tr.input_tokens[pre])) / w if len(pre) else 0.0
-        hit = (
-            float(np.sum(np.asarray(tw.cached)[pre]) / max(1, np.sum(tr.input_tokens[pre])))
-            if len(pre)
-            else None
+    async def tick(self, source: InProcessSource | None, now: float) -> dict[str, int]:
+        cl = self.cluster
+        scales = {k: cl.scale(k) for k in cl.targets}
+        obs = (
+            await source.observe(now)
+            if source is not None and self.observes
+            else Observation(timestamp=now, pools={})
         )
-        busy = (c.prefill_busy_s - self._busy0) / w
-        self._t0, self._gen0, self._busy0 = now, c.generated_tokens, c.prefill_busy_s
-        met = None
-        if len(done):
-            m = goodput_mask(
-                ttft_s,
-                np.where(out[done] > 1, _itl_all(tw, done), 0.0),
-                out[done],
-                cfg.ttft_slo_s,
-                cfg.itl_slo_s,
-            )
-            met = float(np.mean(m))
-
-        pools: dict[str, PoolObservation] = {}
-        for role in self.sc.roles:
-            reps = tw.active(role)
-            ready = sum(1 for r in reps if r.state == SERVING)
-            if role == PREFILL:
-                running = float(sum(len(r.prefill_batch) for r in reps))
-                waiting = float(len(tw.prefill_q))
-                kv = None
-            else:
-                running = float(sum(r.n for r in reps))
-                waiting = float(len(tw.decode_q) if role == DECODE else len(tw.prefill_q))
-                cap = sum(r.profile.kv_capacity_tokens for r in reps)
-                kv = min(1.0, sum(r.reserved for r in reps) / cap) if cap else None
-            pools[role] = PoolObservation(
-                role=role,
-                ready_replicas=ready,
-                arrival_rate_rps=rate,
-                mean_input_tokens=mean_in,
-                mean_output_tokens=mean_out,
-                prompt_tokens_per_s=prompt_rate,
-                generation_tokens_per_s=gen_rate,
-                ttft=ttft,
-                itl=itl,
-                running_requests=running,
-                waiting_requests=waiting,
-                kv_cache_usage=kv,
-                prefix_cache_hit_rate=hit,
-            )
-        a_t = ttft.attainment if ttft else None
-        a_i = itl.attainment if itl else None
-        est = GoodputEstimate()
-        if a_t is not None and a_i is not None:
-            a = a_t * a_i
-            est = GoodputEstimate(
-                attainment=a,
-                attainment_lower=max(0.0, a_t + a_i - 1),
-                attainment_upper=min(a_t, a_i),
-                goodput_tokens_per_s=gen_rate * a,
-            )
-        notes = [f"prefill_busy_fraction={busy:.3f}"]
-        obs = Observation(timestamp=now, pools=pools, quality=None, estimate=est, notes=notes)
-        return obs, met
+        pools = {
+            role: p.model_copy(update={"ready_replicas": scales[role].pods_ready})
+            if p.ready_replicas is None and role in scales
+            else p
+            for role, p in obs.pools.items()
+        }
+        obs = obs.model_copy(update={"pools": pools})
+        spec = {k: s.spec_replicas for k, s in scales.items()}
+        pool_keys = [k for k, t in cl.targets.items() if t.role is not None]
+        tiers = {t.tier: spec[k] for k, t in cl.targets.items() if t.tier is not None}
+        current = Allocation(pools={k: spec[k] for k in pool_keys}, tiers=tiers)
+        plan = self.controller.decide(obs, current, now)
+        if plan.hold:
+            return spec
+        asked = target_replicas({r: d.replicas for r, d in plan.pools.items()}, plan.tiers)
+        return {**spec, **cl.apply_safe(asked)}
 
 
-def _itl_all(tw: Twin, idx: npt.NDArray[np.int64]) -> FloatArray:
-    first = np.asarray(tw.first_token)[idx]
-    finish = np.asarray(tw.finish)[idx]
-    out = tw.trace.output_tokens[idx]
-    return np.asarray((finish - first) / np.maximum(out - 1, 1))
+def _run_sync(runner: asyncio.Runner, coro: Coroutine[Any, Any, T]) -> T:
+    return runner.run(coro)
 
 
 # ---------------------------------------------------------------------------- run
@@ -301,11 +225,12 @@ def _itl_all(tw: Twin, idx: npt.NDArray[np.int64]) -> FloatArray:
 @dataclass
 class Tick:
     t: float
-    arrival_rps: float
-    target: dict[str, int]
+    arrival_rps: float  # the trace's true arrivals in the interval ending at t
+    target: dict[str, int]  # spec replicas per pool at t (before this tick's writes)
     serving: dict[str, int]
     gpus_held: int
-    attainment: float | None
+    attainment: float | None  # true SLO attainment of the requests finished in it
+    desired: dict[str, int] = field(default_factory=dict)  # what the controller asked at t
 
 
 @dataclass
@@ -321,6 +246,7 @@ class RunResult:
     wall_s: float
     ticks: list[Tick] = field(default_factory=list)
     replica_models: list[tuple[str, str]] = field(default_factory=list)
+    writes: list[WriteLog] = field(default_factory=list)  # every /scale write, in order
 
     @property
     def goodput(self) -> float:
@@ -350,10 +276,41 @@ def even_split(sc: Scenario) -> dict[str, int]:
     return {PREFILL: p, DECODE: d}
 
 
+def scrape_every(sc: Scenario) -> float:
+    """The in-process Prometheus's scrape interval: every tick, and at least four scrapes
+    per rate window (the spec's own advice for ``metrics.window``)."""
+    window = parse_duration(sc.spec.metrics.window)
+    return min(sc.interval_s, window / 4) if window > 0 else sc.interval_s
+
+
+class _Truth:
+    """Per-tick scoreboard from the twin's exact per-request figures (not observed)."""
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+        self.done_at = 0
+
+    def attainment(self) -> float | None:
+        tw = self.twin
+        done = tw.counters.completed
+        idx = np.asarray(done[self.done_at :], dtype=np.int64)
+        self.done_at = len(done)
+        if len(idx) == 0:
+            return None
+        arr = tw.trace.arrival_s[idx]
+        first = np.asarray(tw.first_token)[idx]
+        fin = np.asarray(tw.finish)[idx]
+        out = tw.trace.output_tokens[idx]
+        ttft = first - arr
+        itl = np.where(out > 1, (fin - first) / np.maximum(out - 1, 1), 0.0)
+        m = goodput_mask(ttft, itl, out, tw.cfg.ttft_slo_s, tw.cfg.itl_slo_s)
+        return float(np.mean(m))
+
+
 def run(
     sc: Scenario,
     trace: Trace,
-    controller: Autoscaler | None,
+    controller: Autoscaler | OperatorLoop | None,
     *,
     initial: dict[str, int] | None = None,
     initial_tiers: dict[str, int] | None = None,
@@ -364,15 +321,9 @@ def run(
 ) -> RunResult:
     """Replay `trace` under `controller` (None = hold the initial allocation)."""
     wall0 = time.perf_counter()
-    actuator: Actuator | None = None
-
-    def release(now: float) -> None:
-        if actuator is not None:
-            actuator.on_release(now)
-
-    twin = Twin(sc.twin, trace, on_release=release)
+    twin = Twin(sc.twin, trace)
     delay = sc.startup_delay_s if startup_delay_s is None else startup_delay_s
-    actuator = Actuator(twin, sc, delay)
+    cluster = SimCluster(twin, sc, delay)
     init = initial
     if init is None and controller is not None and hasattr(controller, "initial_allocation"):
         init = controller.initial_allocation()
@@ -382,57 +333,88 @@ def run(
     if tiers0 is None:
         tiers0 = {t.name: t.min_replicas for t in sc.spec.kv_cache.tiers}
     # Initial replicas are up at t=0 for everyone: the comparison is about scaling.
-    actuator.delay = 0.0
-    actuator.apply(init, tiers0, 0.0)
-    actuator.delay = delay
-    actuator.actions = 0
+    cluster.start({**init, **{tier_key(k): n for k, n in tiers0.items()}})
     if controller is not None and hasattr(controller, "attach"):
         controller.attach(twin)
-    observer = Observer(twin, sc)
+    prom = TwinPrometheus(VllmTwinCollector(twin))
+    quality = _twin_quality(sc)
+    source: InProcessSource | None = None
+    plans: PlanLoop | None = None
+    operator: OperatorLoop | None = None
+    if isinstance(controller, OperatorLoop):
+        operator = controller
+        operator.bind(cluster, source_factory(prom, quality), clock=lambda: twin.now)
+    elif controller is not None:
+        plans = PlanLoop(controller, cluster)
+        if plans.observes:
+            source = InProcessSource(sc.spec, prom, quality=quality)
+    observing = operator is not None or source is not None
+    if observing:
+        prom.scrape()
     end = trace.duration_s
     interval = sc.interval_s
+    sub = max(1, math.ceil(interval / scrape_every(sc) - 1e-9))
+    truth = _Truth(twin)
     ticks: list[Tick] = []
     t = 0.0
-    while t < end:
-        t_next = min(end, t + interval)
-        twin.run_until(t_next)
-        obs, met = observer.observe(t_next)
-        ticks.append(
-            Tick(
+    with asyncio.Runner() as runner:
+        while t < end:
+            t_next = min(end, t + interval)
+            for k in range(1, sub + 1):
+                twin.run_until(t + (t_next - t) * k / sub)
+                if observing:
+                    prom.scrape()
+            lo, hi = np.searchsorted(trace.arrival_s, [t, t_next], side="left")
+            tick = Tick(
                 t=t_next,
-                arrival_rps=obs.pools[sc.roles[0]].arrival_rate_rps or 0.0,
-                target=dict(actuator.target),
+                arrival_rps=float(hi - lo) / max(t_next - t, 1e-9),
+                target={r: cluster.spec[r] for r in sc.roles},
                 serving={r: twin.count(r, (SERVING,)) for r in sc.roles},
-                gpus_held=twin.gpus_held(),
-                attainment=met,
+                gpus_held=cluster.gpus_held(),
+                attainment=truth.attainment(),
             )
-        )
-        if controller is not None and t_next < end:
-            plan = controller.decide(obs, actuator.current(), t_next)
-            actuator.apply({r: d.replicas for r, d in plan.pools.items()}, dict(plan.tiers), t_next)
-        if progress is not None:
-            progress(t_next / end if end else 1.0)
-        t = t_next
-    actuator._account(end)
+            if t_next < end:
+                if operator is not None:
+                    out = _run_sync(runner, operator.tick())
+                    d = out.status.last_decision
+                    tick.desired = dict(d.pools) if d is not None else {}
+                elif plans is not None:
+                    want = _run_sync(runner, plans.tick(source, t_next))
+                    tick.desired = {r: want[r] for r in sc.roles if r in want}
+            ticks.append(tick)
+            if progress is not None:
+                progress(t_next / end if end else 1.0)
+            t = t_next
+    if operator is not None:
+        operator.close()
+    cluster.freeze(end)
     # No more control after the last arrival: let in-flight work finish.
     twin.run_until(end + drain_horizon_s)
     reps = [(r.profile.model, r.profile.gpu) for r in twin.replicas]
+    acct = cluster.account
     return RunResult(
         controller=name or (controller.name if controller is not None else "static"),
         budget=sc.budget,
         window_s=max(end, 1e-9),
         outcomes=outcomes(twin),
-        actions=actuator.actions,
-        peak_gpus=actuator.peak_gpus,
-        gpu_hours=actuator.gpu_seconds / 3600.0,
-        budget_violations=actuator.violations,
+        actions=len(cluster.writes),
+        peak_gpus=acct.peak,
+        gpu_hours=acct.gpu_seconds / 3600.0,
+        budget_violations=acct.violations,
         wall_s=time.perf_counter() - wall0,
         ticks=ticks,
         replica_models=reps,
+        writes=list(cluster.writes),
     )
 
 
-# ---------------------------------------------------------------------------- compare
+def _twin_quality(sc: Scenario) -> float:
+    """What a quality query would report for the twin: its pools' configured quality."""
+    qs = [p.quality for p in sc.twin.pools.values()]
+    return float(min(qs)) if qs else 1.0
+
+
+# ---------------------------------------------------------------------------- static
 
 
 def static_best(
@@ -456,6 +438,9 @@ def static_best(
             progress((k + 1) / len(cands))
     assert best is not None
     return best[2], best[3], tried
+
+
+# ---------------------------------------------------------------------------- compare
 
 
 def compare(
