@@ -14,13 +14,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Replay a trace through the digital twin and compare controllers.",
     ),
     "bench": ("goodput.sim.bench", "Run the benchmark suite and write BENCHMARKS.md."),
+    "calibration": (
+        "goodput.profiles.calibration",
+        "Table every bundled profile against the published rows it claims.",
+    ),
     "crd": ("goodput.api.crd", "Print the CRD YAML generated from the models."),
 }
 
 
 def _usage() -> str:
     lines = ["usage: goodput <command> [options]", "", "commands:"]
-    lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
 

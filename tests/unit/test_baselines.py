@@ -162,16 +162,17 @@ def test_hpa_decision_hand_computed() -> None:
 def test_dynamo_throughput_rule_hand_computed() -> None:
     """Dynamo's throughput rule, 3,600 requests predicted per 180 s (20 req/s), isl 1000,
     osl 200, no prefix hits, TTFT 1 s / ITL 60 ms, 70B profile:
-    - prefill: one prompt takes 0.0357239 + 6.03867e-5 x 1000 + 7.31593e-9 x 1000^2 =
-      0.1034266 s -> 9.669 req/s per engine -> ceil(20 / 9.669) = ceil(2.07) = 3;
+    - prefill: one prompt takes 0.0368816 + 5.60638e-5 x 1000 + 4.95870e-10 x 1000^2 =
+      0.0934413 s (below the profile's 1024-token knee, one sequence) -> 10.702 req/s per
+      engine -> ceil(20 / 10.702) = ceil(1.87) = 2;
     - decode at context 1000 + 100 = 1100: per sequence 3.0417e-4 + 2.6475e-8 x 1100 =
       3.3329e-4 s, so b <= (0.06 - 0.0289353) / 3.3329e-4 = 93.2 -> 93 (KV cap
       448303 / 1100 = 407, max_num_seqs 256); step(93) = 0.059931 s; rate = 93 /
       (200 x 0.059931) = 7.759 req/s -> ceil(20 / 7.759) = ceil(2.58) = 3."""
     dp = DynamoPlanner(scenario70())
-    assert dp.throughput_replicas(3600.0, 1000.0, 200.0) == {PREFILL: 3, DECODE: 3}
+    assert dp.throughput_replicas(3600.0, 1000.0, 200.0) == {PREFILL: 2, DECODE: 3}
     _, wt = dp.prefill_engine_rps(1000.0)
-    assert wt == pytest.approx(0.1034266, rel=1e-5)
+    assert wt == pytest.approx(0.0934413, rel=1e-5)
     assert dp.decode_engine_rps(1000.0, 200.0) == pytest.approx(7.759, rel=1e-3)
 
 

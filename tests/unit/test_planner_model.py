@@ -44,13 +44,15 @@ def test_queue_serves_at_most_rho_max_of_capacity() -> None:
 
 
 def test_prefill_time_has_linear_and_quadratic_terms() -> None:
-    # Exponential prompt lengths with mean I: E[a + bL + cL^2] = a + bI + 2cI^2
+    # Exponential prompt lengths with mean I: E[a + bL + cL^2] = a + bI + 2cI^2, plus the
+    # per-sequence term d, with b the per-token rate of a full batch (the knee's share in it)
     p = H100_70B
     for length in (512.0, 4096.0):
         fixed, variable = prefill_service(p, 1.0, Demand(1.0, length, 100.0), CacheEffect())
         assert fixed + variable == pytest.approx(
             p.prefill_base_s
-            + p.prefill_per_token_s * length
+            + p.prefill_per_seq_s
+            + p.prefill_per_token_loaded_s * length
             + 2 * p.prefill_per_token2_s * length**2
         )
 
@@ -83,7 +85,9 @@ def test_cache_hits_remove_their_share_and_add_load_time() -> None:
     cache = CacheEffect(0.4, load)
     fixed, variable = prefill_service(p, 1.0, demand, cache)
     assert variable == pytest.approx(
-        p.prefill_per_token_s * 2400 + 2 * p.prefill_per_token2_s * 2400 * 4000
+        p.prefill_per_seq_s
+        + p.prefill_per_token_loaded_s * 2400
+        + 2 * p.prefill_per_token2_s * 2400 * 4000
     )
     curve = prefill_curve(p, 1.0, Demand(1e-9, 4000.0, 100.0), cache, 10.0, 1)
     assert curve.mean_latency[1] == pytest.approx(fixed + variable + load, rel=1e-6)

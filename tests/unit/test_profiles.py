@@ -38,6 +38,7 @@ REQUIRED = {
     "llama-3.1-70b-h100-tp8",
     "llama-3.1-70b-a100-tp4",
     "llama-3.1-70b-a100-tp8",
+    "llama-3.3-70b-fp8-h100-tp2",
     "llama-3.1-405b-fp8-h100-tp8",
     "llama-3.1-405b-fp8-h200-tp8",
     "llama-3.1-405b-w4a16-h100-tp4",
@@ -131,6 +132,40 @@ def test_trtllm_points_are_the_published_throughputs() -> None:
         ]
         assert point.stage == "throughput"
         assert point.measured_s == pytest.approx(1 / tput)
+
+
+def test_current_stack_points_are_the_published_figures() -> None:
+    """Hand-copied from shared/data/perf/README.md §2b (NIM 1.8.0, Llama-3.3-70B FP8 TP2)
+    and §2c (TensorRT-LLM, column Llama-3.3-70B H100 TP2 FP8)."""
+    prof = load_profile("llama-3.3-70b-fp8-h100-tp2")
+    got = {
+        (p.stage, p.batch, p.tokens, p.context_tokens, p.output_tokens): p.measured_s
+        for p in prof.calibration
+    }
+    assert got[("prefill", 1, 5000, 0, 0)] == pytest.approx(0.40677)
+    assert got[("prefill", 1, 500, 0, 0)] == pytest.approx(0.04777)
+    assert got[("decode", 1, 0, 5250, 0)] == pytest.approx(0.01858)
+    assert got[("decode", 1, 0, 1500, 0)] == pytest.approx(0.01891)
+    assert got[("throughput", 5, 5000, 0, 500)] == pytest.approx(1 / 218.48)
+    assert got[("throughput", 50, 5000, 0, 500)] == pytest.approx(1 / 814.37)
+    # FP8 KV: (0.9 x 160 GB - 70.55 GB) / 163840 B = 448303 tokens; 5000/500 at 448303 // 5500
+    assert prof.kv_capacity_tokens == int((0.9 * 160e9 - 70.55e9) / 163840)
+    assert got[("throughput", 448303 // 5500, 5000, 0, 500)] == pytest.approx(1 / 898)
+    assert not any(
+        p.stage == "throughput" and p.batch in (100, 150, 200, 250) for p in prof.calibration
+    )
+    assert prof.decode_base_s >= prof.decode_floor_s  # 70.55 GB / (2 x 3.35 TB/s) = 10.5 ms
+
+
+def test_splitwise_profiles_say_why_their_prefill_form() -> None:
+    for name in ("llama-3.1-70b-h100-tp4", "llama-3.1-70b-a100-tp8"):
+        prof = load_profile(name)
+        text = " ".join(prof.sources)
+        assert "batches (2-64 prompts of 512)" in text
+        assert "prefill_per_seq_s (d)" in text and "prefill_knee_tokens (K)" in text
+        assert "the kernel, not fitted" in text
+        assert prof.prefill_knee_tokens in (1024, 1536, 2048, 3072, 4096)
+        assert "fit: worst relative error" in prof.sources[-1]
 
 
 def test_kv_capacity_hand_computed() -> None:

@@ -91,10 +91,12 @@ def prefill_service(
     length = demand.input_tokens
     keep = 1.0 - cache.hit_fraction
     fixed = factor * prof.prefill_base_s
-    variable = (
-        factor
-        * keep
-        * (prof.prefill_per_token_s * length + prof.prefill_per_token2_s * 2.0 * length * length)
+    # Per sequence (d) and the knee at a full batch (in the loaded per-token rate): what
+    # a profile adds to DistServe's form; both zero unless its data asks for them.
+    b = prof.prefill_per_token_loaded_s
+    variable = factor * (
+        prof.prefill_per_seq_s
+        + keep * (b * length + prof.prefill_per_token2_s * 2.0 * length * length)
     )
     return fixed, variable
 
@@ -104,8 +106,8 @@ def prefill_scv(prof: PerformanceProfile, demand: Demand, cache: CacheEffect) ->
     (moments E[L^k] = k! mean^k), for Allen–Cunneen's variability factor."""
     i = demand.input_tokens
     keep = 1.0 - cache.hit_fraction
-    b, c = prof.prefill_per_token_s * keep, prof.prefill_per_token2_s * keep
-    mean = prof.prefill_base_s + b * i + 2.0 * c * i * i
+    b, c = prof.prefill_per_token_loaded_s * keep, prof.prefill_per_token2_s * keep
+    mean = prof.prefill_base_s + prof.prefill_per_seq_s + b * i + 2.0 * c * i * i
     var = b * b * i * i + 20.0 * c * c * i**4 + 8.0 * b * c * i**3
     return var / max(mean * mean, 1e-300)
 

@@ -2,8 +2,11 @@
 
 The functional form is DistServe's (prefill_s = a + b*sum(L) + c*sum(L^2);
 decode step_s = a + b*batch + c*sum(context tokens)), fitted to the measurements in
-shared/data/perf. The planner and the twin read the same profile; the twin simulates
-it, the planner predicts from it.
+shared/data/perf, with two prefill terms DistServe's form lacks and some measurements
+need: a cost per sequence of the batch (d*n: batching that does not amortize) and a knee
+(e*max(0, sum(L) - K): tokens beyond K per batch cost e more). Both are zero unless the
+profile's data asks for them. The planner and the twin read the same profile; the twin
+simulates it, the planner predicts from it.
 
 A pool names its profile exactly (``spec.pools[].profile``; the CRD's enum is
 :func:`profile_choices`). Nothing stands in for a missing or unknown one:
@@ -45,6 +48,14 @@ class CalibrationPoint(BaseModel):
     measured_s: float = Field(gt=0)
     source: str
 
+    @property
+    def kind(self) -> str:
+        """The row's family, as the calibration table groups them: ``prefill single``,
+        ``prefill batched``, ``decode`` or ``throughput``."""
+        if self.stage == "prefill":
+            return "prefill single" if self.batch == 1 else "prefill batched"
+        return self.stage
+
 
 class PerformanceProfile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -53,10 +64,20 @@ class PerformanceProfile(BaseModel):
     model: str
     gpu: str
     gpus_per_replica: int = Field(ge=1)
-    # Prefill of one batch, seconds: a + b * sum(L) + c * sum(L^2)
+    # Prefill of one batch of n sequences, seconds:
+    #   a + b * sum(L) + c * sum(L^2) + d * n + e * max(0, sum(L) - K)
     prefill_base_s: float = Field(ge=0)
     prefill_per_token_s: float = Field(ge=0)
     prefill_per_token2_s: float = Field(ge=0)
+    prefill_per_seq_s: float = Field(
+        0.0, ge=0, description="d: seconds per sequence of the batch (not shared by batching)"
+    )
+    prefill_knee_tokens: float = Field(
+        0.0, ge=0, description="K: tokens per batch beyond which each token costs e more"
+    )
+    prefill_per_token_above_knee_s: float = Field(
+        0.0, ge=0, description="e: extra seconds per token of the batch beyond K"
+    )
     # One decode step, seconds: a + b * batch + c * sum(context tokens)
     decode_base_s: float = Field(ge=0)
     decode_per_seq_s: float = Field(ge=0)
@@ -73,12 +94,31 @@ class PerformanceProfile(BaseModel):
         0.15, gt=0, description="max relative error of the fit on its calibration points"
     )
 
-    def prefill_seconds(self, total_tokens: float, sum_sq_tokens: float) -> float:
+    def prefill_seconds(
+        self, total_tokens: float, sum_sq_tokens: float, sequences: float | None = None
+    ) -> float:
+        """One prefill batch of ``sequences`` prompts with sum(L) = ``total_tokens`` and
+        sum(L^2) = ``sum_sq_tokens``. Without a count the prompts are taken to be of one
+        length, n = sum(L)^2 / sum(L^2): exactly 1 for one prompt and m for m equal ones."""
+        if sequences is None:
+            sequences = total_tokens * total_tokens / sum_sq_tokens if sum_sq_tokens > 0 else 1.0
         return (
             self.prefill_base_s
             + self.prefill_per_token_s * total_tokens
             + self.prefill_per_token2_s * sum_sq_tokens
+            + self.prefill_per_seq_s * sequences
+            + self.prefill_per_token_above_knee_s
+            * max(0.0, total_tokens - self.prefill_knee_tokens)
         )
+
+    @property
+    def prefill_per_token_loaded_s(self) -> float:
+        """Seconds per token of a full prefill batch (``max_prefill_tokens``) beyond the
+        base: b plus the knee's extra spread over the batch. The linear rate of prefill
+        under load, for a model that cannot follow batch composition (the planner's)."""
+        full = float(self.max_prefill_tokens)
+        above = max(0.0, 1.0 - self.prefill_knee_tokens / full)
+        return self.prefill_per_token_s + self.prefill_per_token_above_knee_s * above
 
     def decode_step_seconds(self, batch: float, context_tokens: float) -> float:
         return (
@@ -97,11 +137,11 @@ class PerformanceProfile(BaseModel):
         """
         n, prompt = point.batch, point.tokens
         if point.stage == "prefill":
-            return self.prefill_seconds(n * prompt, n * prompt * prompt)
+            return self.prefill_seconds(n * prompt, n * prompt * prompt, n)
         if point.stage == "decode":
             return self.decode_step_seconds(n, n * point.context_tokens)
         out = point.output_tokens
-        cycle = self.prefill_seconds(n * prompt, n * prompt * prompt) + out * (
+        cycle = self.prefill_seconds(n * prompt, n * prompt * prompt, n) + out * (
             self.decode_step_seconds(n, n * (prompt + out / 2))
         )
         return cycle / (n * out)

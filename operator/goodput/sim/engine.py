@@ -461,7 +461,7 @@ class Twin:
             if agg:
                 self._schedule(rep)  # _advance cancelled the pending decode event
             return
-        dur = prof.prefill_seconds(tot, sq) + load
+        dur = prof.prefill_seconds(tot, sq, len(batch)) + load
         rep.prefilling = True
         rep.prefill_batch = batch
         rep.version += 1  # cancels a pending decode event of an aggregated replica
