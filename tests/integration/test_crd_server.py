@@ -29,7 +29,7 @@ from goodput.api.status import (
     replica_summary,
     set_condition,
 )
-from goodput.reasons import Reason
+from goodput.reasons import Limit, Reason
 from tests.harness.cluster import LocalCluster
 from tests.harness.process import wait_until
 from tests.harness.tools import REPO
@@ -179,7 +179,7 @@ def _status(now: datetime) -> GoodputPolicyStatus:
             pools={"prefill": 2, "decode": 5},
             tiers={"cpu": 2},
             total_gpus=28,
-            binding_constraint="none",
+            binding_constraint=Limit.None_,
         ),
         last_scale_time=LastScaleTime(up=now),
         recommendations=[Recommendation(time=now, pools={"prefill": 2, "decode": 5})],
@@ -222,10 +222,13 @@ def test_status_round_trips_and_printer_columns_show_it(
         "GOODPUT",
         "ATTAINMENT",
         "READY",
+        "REASON",
         "AGE",
     ]
     row = table[1].split()
-    assert row[:9] == [name, "Enforce", "32", "20", "2/2", "3/5", "1834.5", "0.87", "True"]
+    assert row[:10] == [
+        name, "Enforce", "32", "20", "2/2", "3/5", "1834.5", "0.87", "True", "ScaledUp"
+    ]  # fmt: skip
     wide = crd_installed.kubectl("get", "gp", "-n", ns, name, "-o", "wide").stdout
     assert "AGGREGATED" in wide.splitlines()[0] and "ScaledUp" in wide
     # Category and short name reach the same object.

@@ -8,8 +8,10 @@ The kubernetes client is blocking, so every call runs in a worker thread
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from goodput.actuator.claims import Claim, claims_of
@@ -80,7 +82,11 @@ class KubeScaleClient:
 
         with self._lock:
             if self._dynamic is None:
-                self._dynamic = DynamicClient(self._api_client)  # type: ignore[no-untyped-call]
+                # A discovery cache of this process's own: the library's default file
+                # is shared by every client of the same server, and a reader racing
+                # another process's write logs "load cache error" and starts over.
+                cache = Path(tempfile.mkdtemp(prefix="goodput-discovery-")) / "cache.json"
+                self._dynamic = DynamicClient(self._api_client, cache_file=str(cache))  # type: ignore[no-untyped-call]
             return self._dynamic
 
     def _resource(self, ref: TargetRef) -> Any:
