@@ -606,3 +606,34 @@ def test_bench_target_checks_say_met_and_shortfall() -> None:
     assert "**not met** (short by 4.0%)" in lines  # 95 vs 1.1 x dynamo 90 = 99
     assert "vs `clairvoyant` (online ceiling): goodput 95.0 vs 100.0 tok/s = 0.950" in lines
     assert "peak GPUs <= budget for every controller: **not met** (dynamo)" in lines
+
+
+def test_bench_cases_state_published_slos_on_both_profiles() -> None:
+    """Every case names the source of its SLO; the bursty real traces stay; at least one
+    case runs on the current-stack profile; the loose-SLO case says it is compared on
+    GPU-hours."""
+    from goodput.sim.bench import PCURRENT, cases
+
+    cs = cases()
+    assert len({c.key for c in cs}) == len(cs)
+    for c in cs:
+        assert "SLO" in c.how, c.key
+    bursty = {c.key for c in cs if c.bursty}
+    assert {"azure-code", "mooncake-conv", "servegen-day"} <= bursty
+    assert any(c.spec.pools[0].profile == PCURRENT for c in cs)
+    loose = [c for c in cs if c.key == "mooncake-conv"]
+    assert loose and "GPU-hours at equal goodput" in loose[0].how
+
+
+def test_splitwise_slo_is_three_and_one_and_a_half_times_unloaded() -> None:
+    """Splitwise's P90 bounds at one request: TTFT 3 x prefill(L), ITL 1.5 x the
+    one-sequence step at context L + O/2, rounded up to 10 ms / 1 ms."""
+    from goodput.profiles import load_profile
+    from goodput.sim.bench import splitwise_slo
+
+    p = load_profile("llama-3.3-70b-fp8-h100-tp2")
+    ttft, itl = splitwise_slo(p.name, 2000.0, 100.0)
+    want_ttft = 3 * p.prefill_seconds(2000.0, 4e6) * 1e3
+    want_itl = 1.5 * p.decode_step_seconds(1, 2050.0) * 1e3
+    assert ttft == f"{math.ceil(want_ttft / 10) * 10}ms"
+    assert itl == f"{math.ceil(want_itl)}ms"
