@@ -319,13 +319,23 @@ def registry_for(twin: Twin, lock: threading.Lock | None = None) -> CollectorReg
 
 
 def serve(
-    twin: Twin, port: int, addr: str = "127.0.0.1", speed: float = 1.0, tick_s: float = 0.1
+    twin: Twin,
+    port: int,
+    addr: str = "127.0.0.1",
+    speed: float = 1.0,
+    tick_s: float = 0.1,
+    collector: VllmTwinCollector | None = None,
 ) -> tuple[threading.Event, threading.Thread]:
     """Serve `/metrics` for the twin and advance it `speed` x the wall clock in a
     background thread. Set the returned event to stop the clock (the HTTP server is a
-    daemon thread of prometheus_client and ends with the process)."""
-    lock = threading.Lock()
-    start_http_server(port, addr=addr, registry=registry_for(twin, lock))
+    daemon thread of prometheus_client and ends with the process). ``collector``: serve
+    this one (e.g. one that also keeps what each scrape saw); its lock guards the clock."""
+    if collector is None:
+        collector = VllmTwinCollector(twin, threading.Lock())
+    lock = collector.lock
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(collector)
+    start_http_server(port, addr=addr, registry=reg)
     stop = threading.Event()
     t0 = time.monotonic()
 
