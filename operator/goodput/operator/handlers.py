@@ -256,12 +256,33 @@ def _publish(namespace: str, name: str, out: Outcome, tick_s: float) -> None:
             telemetry.PREDICTED_GOODPUT.labels(**labels).set(st.goodput.predicted_tokens_per_second)
         if st.goodput.observed_tokens_per_second is not None:
             telemetry.OBSERVED_GOODPUT.labels(**labels).set(st.goodput.observed_tokens_per_second)
+    # SLO attainment against its target (the chart's dashboard and alerts): the target
+    # from the spec this loop ticks with; observed and predicted are removed while unknown.
+    loop = LOOPS.get((namespace, name))
+    target = ((loop.body.get("spec") or {}).get("slo") or {}).get("attainment") if loop else None
+    if isinstance(target, int | float) and not isinstance(target, bool):
+        telemetry.SLO_ATTAINMENT_TARGET.labels(**labels).set(float(target))
+    g = st.goodput
+    telemetry.set_or_remove(
+        telemetry.OBSERVED_ATTAINMENT, g.observed_attainment if g else None, namespace, name
+    )
+    telemetry.set_or_remove(
+        telemetry.PREDICTED_ATTAINMENT, g.predicted_attainment if g else None, namespace, name
+    )
     for c in st.conditions:
         for s in ("True", "False", "Unknown"):
             telemetry.CONDITION.labels(type=c.type.value, status=s, **labels).set(
                 1.0 if c.status.value == s else 0.0
             )
     decision = st.last_decision
+    # Each target's write counters exist (at 0) from the tick that first sees it, so a
+    # later refusal is an increase that rate()/increase() and the chart's alert see.
+    for key in [p.role for p in st.pools] + [tier_key(t.name) for t in st.tiers]:
+        for direction in ("up", "down"):
+            for result in ("ok", "refused"):
+                telemetry.SCALE_WRITES.labels(
+                    target=key, direction=direction, result=result, **labels
+                )
     for r in out.writes:
         w = r.write
         direction = "up" if w.up else "down"

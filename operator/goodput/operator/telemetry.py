@@ -55,3 +55,27 @@ CONDITION = Gauge(
     "1 for the current status of each condition.",
     ["namespace", "policy", "type", "status"],
 )
+SLO_ATTAINMENT_TARGET = Gauge(
+    "goodput_slo_attainment_target_ratio",
+    "The policy's spec.slo.attainment: the fraction of requests that must meet TTFT and ITL.",
+    ["namespace", "policy"],
+)
+OBSERVED_ATTAINMENT = Gauge(
+    "goodput_observed_slo_attainment_ratio",
+    "SLO attainment estimated from Prometheus (a_ttft x a_itl); absent while unknown.",
+    ["namespace", "policy"],
+)
+PREDICTED_ATTAINMENT = Gauge(
+    "goodput_predicted_slo_attainment_ratio",
+    "SLO attainment the last plan predicts; absent after a decision without a plan (a hold).",
+    ["namespace", "policy"],
+)
+
+
+def set_or_remove(gauge: Gauge, value: float | None, namespace: str, policy: str) -> None:
+    """Set a (namespace, policy) series, or remove it when the value is unknown, so that
+    neither a panel nor an alert reads an old value as the current one."""
+    if value is None:
+        gauge.remove(namespace, policy)
+    else:
+        gauge.labels(namespace=namespace, policy=policy).set(value)
