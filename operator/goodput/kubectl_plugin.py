@@ -302,7 +302,11 @@ def _changes(policy: Policy) -> list[str]:
     limit, pool = d.binding_constraint, d.binding_pool
     if d.reason in _METRIC_HOLDS:
         obs = st.last_observation or {}
-        gaps = list(obs.get("missing") or obs.get("partial") or [])
+        required = ("arrival_rate_rps", "mean_input_tokens", "mean_output_tokens", "quality")
+        gaps = sorted(
+            obs.get("missing") or obs.get("partial") or [],
+            key=lambda k: (str(k).split(".")[-1] not in required, str(k)),
+        )
         more = f" and {len(gaps) - 4} more" if len(gaps) > 4 else ""
         out.append(
             "the serving metrics: the operator holds until every required signal is fresh"
