@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
@@ -73,6 +73,17 @@ _METRIC_HOLDS = {
     Reason.MetricsPartial,
     Reason.PrometheusUnreachable,
 }
+
+
+if TYPE_CHECKING:
+    from goodput.actuator.kube import WorkloadScale
+
+
+class ScaleClient(Protocol):
+    """The part of ``goodput.actuator.kube.KubeScaleClient`` that approve uses."""
+
+    async def read(self, ref: TargetRef, namespace: str) -> WorkloadScale: ...
+    async def write(self, ref: TargetRef, namespace: str, replicas: int) -> None: ...
 
 
 class Refused(Exception):
@@ -728,10 +739,14 @@ async def approve(
     out: Callable[[str], None],
     timeout_s: float,
     dry_run: bool = False,
+    scale: ScaleClient | None = None,
+    poll_s: float = 1.0,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> int:
+    """Applies the recommendation; ``scale`` defaults to the operator's /scale client."""
     from goodput.actuator.kube import KubeScaleClient, TargetError
 
-    problem = approval_problem(policy, datetime.now(UTC))
+    problem = approval_problem(policy, now())
     if problem is not None:
         raise Refused(problem)
     d = policy.status.last_decision
@@ -740,7 +755,8 @@ async def approve(
     refs = policy.refs()
     keys = [k for k in _keys(policy) if k in desired]
     budget = policy.spec.gpu_budget
-    scale = KubeScaleClient(kube.api_client)
+    if scale is None:
+        scale = KubeScaleClient(kube.api_client)
     per = policy.gpus_per_replica()
 
     async def states() -> dict[str, TargetState]:
@@ -754,7 +770,7 @@ async def approve(
             found[k] = TargetState(w.spec_replicas, w.pods_present, gpr, w.pods_terminating)
         return found
 
-    age = (datetime.now(UTC) - d.time).total_seconds()
+    age = (now() - d.time).total_seconds()
     now_states = await states()
     current = {k: s.spec_replicas for k, s in now_states.items()}
     out(
@@ -810,7 +826,7 @@ async def approve(
                 + " (GPUs are still held by terminating pods); run approve again"
             )
             return 3
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(poll_s)
         now_states = await states()
     if dry_run:
         out("Dry run: nothing written.")

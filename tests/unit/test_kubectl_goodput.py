@@ -5,16 +5,19 @@ tests/integration/test_kubectl_goodput.py)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from goodput.kubectl_plugin import (
+    Kube,
     Policy,
     _load_factor,
     _scaled_load,
     approval_problem,
+    approve,
     explain_text,
     offline_plan,
     whatif_text,
@@ -170,3 +173,92 @@ def test_load_factor_scales_rates_and_queues_not_shapes() -> None:
     for bad in ("lots", "0", "-1", "nan", "inf"):
         with pytest.raises(argparse.ArgumentTypeError):
             _load_factor(bad)
+
+
+class FakeScale:
+    """Deployments whose shrunk pods terminate after ``linger`` reads, holding GPUs."""
+
+    def __init__(self, replicas: dict[str, int], linger: int = 2) -> None:
+        self.spec = dict(replicas)
+        self.pods = dict(replicas)  # live pods
+        self.terminating: dict[str, list[int]] = {k: [] for k in replicas}  # reads left
+        self.linger = linger
+        self.writes: list[tuple[str, int, int]] = []  # (name, replicas, GPUs held after)
+
+    def held(self) -> int:
+        return sum(max(self.spec[k], self.pods[k]) + len(self.terminating[k]) for k in self.spec)
+
+    async def read(self, ref: Any, namespace: str) -> Any:
+        from goodput.actuator.kube import WorkloadScale
+
+        k = ref.name
+        self.terminating[k] = [n - 1 for n in self.terminating[k] if n > 1]
+        self.pods[k] = self.spec[k]  # grows get their pods at once
+        term = len(self.terminating[k])
+        return WorkloadScale(
+            self.spec[k], self.spec[k], f"app={k}", self.pods[k] + term, term, self.pods[k], 1
+        )
+
+    async def write(self, ref: Any, namespace: str, replicas: int) -> None:
+        k = ref.name
+        if replicas < self.pods[k]:
+            self.terminating[k] += [self.linger] * (self.pods[k] - replicas)
+            self.pods[k] = replicas
+        self.spec[k] = replicas
+        self.writes.append((k, replicas, self.held()))
+
+
+class FakeKube(Kube):
+    def event(self, policy: Policy, reason: Any, message: str) -> str | None:
+        self.events.append(message)
+        return None
+
+
+def _rebalance() -> Policy:
+    obj = _object()
+    st = obj["status"]
+    st["pools"][0]["currentReplicas"], st["pools"][1]["currentReplicas"] = 2, 6
+    st["lastDecision"]["pools"] = {"prefill": 5, "decode": 3}
+    st["lastDecision"]["totalGpus"] = 8
+    return Policy.from_object(obj)
+
+
+def test_approve_rebalances_shrink_first_and_grows_into_released_gpus() -> None:
+    policy = _rebalance()
+    scale = FakeScale({"prefill": 2, "decode": 6})
+    kube = FakeKube(None, "llm")
+    kube.events = []
+    lines: list[str] = []
+    code = asyncio.run(
+        approve(kube, policy, lines.append, 10, scale=scale, poll_s=0, now=lambda: NOW)
+    )
+    assert code == 0, lines
+    # decode shrinks first; its 3 terminating pods keep 8 GPUs held, so prefill grows
+    # only once they are gone, and then at once; never more than the budget held.
+    assert scale.writes == [("decode", 3, 8), ("prefill", 5, 8)]
+    assert all(held <= 8 for _, _, held in scale.writes), scale.writes
+    assert scale.spec == {"prefill": 5, "decode": 3}
+    assert any(
+        line.startswith("waiting for released GPUs before growing prefill to 5") for line in lines
+    )
+    assert len(kube.events) == len(scale.writes)
+    assert "approved with kubectl goodput" in kube.events[0]
+
+
+def test_approve_times_out_while_gpus_stay_held_and_dry_run_writes_nothing() -> None:
+    policy = _rebalance()
+    stuck = FakeScale({"prefill": 2, "decode": 6}, linger=10**6)
+    kube = FakeKube(None, "llm")
+    kube.events = []
+    lines: list[str] = []
+    code = asyncio.run(
+        approve(kube, policy, lines.append, 0, scale=stuck, poll_s=0, now=lambda: NOW)
+    )
+    assert code == 3 and "timed out" in lines[-1] and "prefill to 5" in lines[-1]
+    assert stuck.spec["decode"] == 3 and stuck.held() <= 8
+    dry = FakeScale({"prefill": 2, "decode": 6})
+    code = asyncio.run(
+        approve(kube, policy, lines.append, 10, dry_run=True, scale=dry, poll_s=0, now=lambda: NOW)
+    )
+    assert code == 0 and not dry.writes and lines[-1] == "Dry run: nothing written."
+    assert "would scale Deployment/decode (decode) 6 -> 3" in lines
