@@ -137,6 +137,22 @@ def test_a_shrink_cancels_a_starting_replica_first() -> None:
     assert cl.gpus_held() == 4
 
 
+def test_pursue_grows_as_soon_as_drained_gpus_are_free() -> None:
+    """The oracle's privilege: decode 3 -> 1 and prefill 1 -> 3 in one goal; the shrink
+    is written at once, prefill grows exactly when a draining replica goes (never above
+    the budget), with no tick in between."""
+    cl, tw = long_decodes()
+    cl.pursue({PREFILL: 3, DECODE: 1})
+    assert cl.spec == {PREFILL: 1, DECODE: 1}  # both drained replicas still hold GPUs
+    tw.run_until(1e5)
+    assert cl.spec == {PREFILL: 3, DECODE: 1}
+    grows = [w for w in cl.writes if w.key == PREFILL]
+    assert [w.to_replicas for w in grows] == [2, 3]
+    # at the instant each drained replica's last request finished
+    assert {w.t for w in grows} <= {float(f) for f in tw.finish} and grows[0].t > 1.0
+    assert cl.account.violations == 0 and cl.account.peak == 4
+
+
 def test_targets_no_other_writers_and_unknown_refs() -> None:
     cl, _ = long_decodes()
     assert asyncio.run(cl.other_autoscalers(ref("decode"), cl.namespace)) == []

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from goodput.api.load import load_policy
+from goodput.api.spec import Mode
 from goodput.sim import report
 from goodput.sim.controllers import CONTROLLERS, EXTRA_CONTROLLERS, planner_available
 from goodput.sim.harness import compare
@@ -98,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="goodput simulate",
         description="Replay a request trace through the digital twin and compare controllers "
-        "under one GPU budget, SLO and performance profile.",
+        "under one GPU budget, SLO and performance profile. `goodput` is the operator's own "
+        "reconcile tick on a simulated cluster; every controller observes what the metrics "
+        "layer would read from Prometheus scraping the twin's vLLM exporter, and every "
+        "controller's replicas are written in the budget-safe order.",
     )
     ap.add_argument("--policy", help="GoodputPolicy YAML (budget, pools, SLO, behavior)")
     ap.add_argument(
@@ -181,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         f"budget {sc.budget} GPUs; SLO TTFT {spec.slo.ttft} ITL {spec.slo.itl}; "
         f"interval {sc.interval_s:g}s; startup {sc.startup_delay_s:g}s; seed {args.seed}"
     )
+    if spec.mode == Mode.Recommend and "goodput" in names:
+        print(
+            "note: the policy's mode is Recommend: the operator publishes its plan and writes "
+            "nothing, in the twin as in a cluster (set mode: Enforce to simulate scaling)",
+            file=sys.stderr,
+        )
     bar = ProgressBar(enabled=not args.quiet)
     wall0 = time.perf_counter()
     results = compare(sc, trace, names, progress=bar)

@@ -96,6 +96,8 @@ class SimCluster:
     writes: list[WriteLog] = field(default_factory=list)
     account: GpuAccount = field(init=False)
     _by_ref: dict[tuple[str, str], str] = field(default_factory=dict)
+    _goal: dict[str, int] | None = None
+    _writing: bool = False
 
     def __post_init__(self) -> None:
         self.account = GpuAccount(self.sc.budget)
@@ -243,6 +245,8 @@ class SimCluster:
     def released(self, now: float) -> None:
         """The twin's callback when a replica is gone (drained, or cancelled)."""
         self.account.sample(now, self.gpus_held())
+        if self._goal is not None and not self._writing:
+            self._chase()
 
     def freeze(self, now: float) -> None:
         """Stop the GPU account at the end of the scored span."""
@@ -258,9 +262,33 @@ class SimCluster:
         the clamped ``desired``; what did not fit waits for the caller's next round."""
         goal = {k: self.clamp(k, n) for k, n in desired.items() if k in self.targets}
         safe = budget_safe_writes(self.states(), goal, self.sc.budget)
-        for key, n in ordered(self.spec, safe.replicas):
-            self.set_replicas(key, n)
+        self._writing = True
+        try:
+            for key, n in ordered(self.spec, safe.replicas):
+                self.set_replicas(key, n)
+        finally:
+            self._writing = False
         return goal
+
+    def pursue(self, desired: Mapping[str, int]) -> dict[str, int]:
+        """:meth:`apply_safe` now and again whenever a replica is gone, until ``desired``
+        is written: grows land as soon as the GPUs they need are free rather than at the
+        writer's next tick (the oracle's privilege, like its zero start-up delay; also
+        its what-if forks). A later call replaces the goal."""
+        self._goal = {k: self.clamp(k, n) for k, n in desired.items() if k in self.targets}
+        self._chase()
+        return dict(desired)
+
+    def _chase(self) -> None:
+        """Write toward the pursued goal until it is reached or nothing more fits now
+        (replicas that go at once, idle ones, free GPUs for the next round)."""
+        while self._goal is not None:
+            before = dict(self.spec)
+            self.apply_safe(self._goal)
+            if all(self.spec[k] == n for k, n in self._goal.items()):
+                self._goal = None
+            elif self.spec == before:
+                break
 
     def clamp(self, key: str, replicas: int) -> int:
         t = self.targets[key]

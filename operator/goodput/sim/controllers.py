@@ -76,11 +76,11 @@ BASELINES = ("static-best", "hpa", "hpa-shared", "dynamo", "llmd-slo")
 # Kept only to show what the old configurations cost; not how their authors run them.
 NAIVE = ("hpa-naive", "sla-planner")
 LABELS = {
-    "goodput": "this operator's planner through the actuator's behavior limits",
-    "goodput-raw": "the same planner without the behavior limits (diagnostic)",
+    "goodput": "the operator's own tick (Reconciler) on the simulated cluster",
+    "goodput-raw": "the bare planner, applied like a baseline (diagnostic)",
     "clairvoyant": "hindsight-best split requested at the first tick (online ceiling)",
     "static-best": "best split held from t=0 (hindsight), requested at the first tick",
-    "hpa": "Kubernetes HPA, SLO-derived targets, default behavior, Pending pods",
+    "hpa": "Kubernetes HPA, SLO-derived targets, default behavior, pods wait for GPUs",
     "hpa-shared": "the same HPAs with their sum shared within the budget (favours HPA)",
     "dynamo": "NVIDIA Dynamo planner as shipped (180 s, ARIMA, load layer, guards)",
     "llmd-slo": "llm-d SLO-aware KEDA rule (P90/SLO, band 0.40-0.55, warm-up credit)",
@@ -1123,20 +1123,24 @@ Evaluator = Callable[[dict[str, int], float, float], float]
 
 class Oracle:
     """Per control interval, the allocation the twin itself says gives the most goodput
-    for that interval's true arrivals: each candidate split is applied to a fork of
-    the live fleet (backlog, running batches and caches included; removed replicas
-    still drain; new ones serve at once; written in the budget-safe order as the run
-    writes it, grows that wait for drained GPUs at the next tick), the interval is
-    replayed, and then in-flight work gets `horizon_s` to finish. The score is the good
-    tokens of the requests that were in flight at the decision or arrive during the
-    interval. Candidates are the budget-spending splits (more than 9: a coarse grid,
-    then the neighbours of its best); the current split wins ties. Run with no
+    for that interval's true arrivals: each candidate split is applied to a fork of the
+    live fleet (backlog, running batches and caches included; removed replicas still
+    drain; new ones serve at once; written in the budget-safe order, a grow landing as
+    soon as drained GPUs are free, as the run writes the oracle's splits), the interval
+    is replayed, and then in-flight work gets `horizon_s` to finish. The score is the
+    good tokens of the requests that were in flight at the decision or arrive during
+    the interval. Candidates are the budget-spending splits (more than 9: a coarse
+    grid, then the neighbours of its best); the current split wins ties. Run with no
     start-up delay. It starts from the even split like every controller (DESIGN
     section 3) and first moves at the first tick. An upper bound within the twin's
     physics for one-interval lookahead, not a proof of optimality (hindsight
     `clairvoyant` can beat it)."""
 
     name = "oracle"
+    # Its privileges, stated: one interval of true arrivals, no start-up delay, and its
+    # grows land as soon as the GPUs they need are free (SimCluster.pursue), not at the
+    # next tick: a one-interval lookahead cannot see a rebalance that lands a tick later.
+    grows_on_release = True
 
     def __init__(self, sc: Scenario, trace: Trace, horizon_s: float = 60.0) -> None:
         self.sc = sc
@@ -1163,13 +1167,12 @@ class Oracle:
             res = run(self.sc, sub, None, initial=alloc, drain_horizon_s=self.horizon_s)
             return token_goodput(res.outcomes, t1) - penalty
         f = self.twin.fork()
-        # The candidate is applied as the run applies it (budget-safe writes now, and
-        # again at the next tick, t1, for the grows that had to wait for drained GPUs).
+        # The candidate is applied as the run applies the oracle's splits: budget-safe
+        # writes, the grows landing as soon as drained GPUs are free.
         what_if = SimCluster(f, self.sc, 0.0)
         what_if.adopt()
-        what_if.apply_safe(alloc)
+        what_if.pursue(alloc)
         f.run_until(t1)
-        what_if.apply_safe(alloc)
         f.stop_arrivals()
         f.run_until(t1 + self.horizon_s)
         cfg = self.sc.twin

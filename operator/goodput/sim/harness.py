@@ -188,6 +188,8 @@ class PlanLoop:
         self.name = controller.name
         self.cluster = cluster
         self.observes = bool(getattr(controller, "observes", True))
+        # The oracle's privilege: its grows land when the GPUs free, not at a later tick.
+        self.grows_on_release = bool(getattr(controller, "grows_on_release", False))
 
     async def tick(self, source: InProcessSource | None, now: float) -> dict[str, int]:
         cl = self.cluster
@@ -212,6 +214,8 @@ class PlanLoop:
         if plan.hold:
             return spec
         asked = target_replicas({r: d.replicas for r, d in plan.pools.items()}, plan.tiers)
+        if self.grows_on_release:
+            return {**spec, **cl.pursue(asked)}
         return {**spec, **cl.apply_safe(asked)}
 
 
