@@ -25,6 +25,7 @@ change, so a moment above the budget would show as a violation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -191,11 +192,11 @@ class PlanLoop:
         # The oracle's privilege: its grows land when the GPUs free, not at a later tick.
         self.grows_on_release = bool(getattr(controller, "grows_on_release", False))
 
-    async def tick(self, source: InProcessSource | None, now: float) -> dict[str, int]:
+    def tick(self, source: InProcessSource | None, now: float) -> dict[str, int]:
         cl = self.cluster
         scales = {k: cl.scale(k) for k in cl.targets}
         obs = (
-            await source.observe(now)
+            source.observe_now(now)
             if source is not None and self.observes
             else Observation(timestamp=now, pools={})
         )
@@ -361,7 +362,9 @@ def run(
     truth = _Truth(twin)
     ticks: list[Tick] = []
     t = 0.0
-    with asyncio.Runner() as runner:
+    # The operator's tick is async (it awaits its ScaleClient and source); one event
+    # loop per run, and none for the others (the oracle's what-if runs nest in a tick).
+    with asyncio.Runner() if operator is not None else contextlib.nullcontext() as runner:
         while t < end:
             t_next = min(end, t + interval)
             for k in range(1, sub + 1):
@@ -379,11 +382,12 @@ def run(
             )
             if t_next < end:
                 if operator is not None:
+                    assert runner is not None
                     out = _run_sync(runner, operator.tick())
                     d = out.status.last_decision
                     tick.desired = dict(d.pools) if d is not None else {}
                 elif plans is not None:
-                    want = _run_sync(runner, plans.tick(source, t_next))
+                    want = plans.tick(source, t_next)
                     tick.desired = {r: want[r] for r in sc.roles if r in want}
             ticks.append(tick)
             if progress is not None:
