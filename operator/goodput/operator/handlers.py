@@ -390,6 +390,8 @@ async def _run(key: tuple[str, str], loop: _Loop) -> None:
                 await asyncio.sleep(interval + PEERING_CACHE_S + 0.5)
                 stand = await PEERS.standing(namespace)
             if stand.active != was_active:
+                if not stand.active:
+                    telemetry.forget_policy(namespace, name, keep_standby=True)
                 log.info(
                     "policy %s/%s: %s",
                     namespace,
@@ -410,6 +412,7 @@ async def _run(key: tuple[str, str], loop: _Loop) -> None:
         reconciler.close()
         if LOOPS.get(key) is loop:
             LOOPS.pop(key, None)
+            telemetry.forget_policy(namespace, name)
 
 
 async def _tick(

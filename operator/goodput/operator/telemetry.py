@@ -79,3 +79,36 @@ def set_or_remove(gauge: Gauge, value: float | None, namespace: str, policy: str
         gauge.remove(namespace, policy)
     else:
         gauge.labels(namespace=namespace, policy=policy).set(value)
+
+
+_PER_POLICY = (
+    TICK_SECONDS,
+    DECISIONS,
+    SCALE_WRITES,
+    STANDBY,
+    DESIRED_REPLICAS,
+    CURRENT_REPLICAS,
+    GPUS_HELD,
+    GPU_BUDGET,
+    PREDICTED_GOODPUT,
+    OBSERVED_GOODPUT,
+    CONDITION,
+    SLO_ATTAINMENT_TARGET,
+    OBSERVED_ATTAINMENT,
+    PREDICTED_ATTAINMENT,
+)
+
+
+def forget_policy(namespace: str, policy: str, *, keep_standby: bool = False) -> None:
+    """Remove every series of one policy: when its loop stops (the policy is gone) or
+    this replica stands by (the active one exports them), so no panel or alert reads a
+    last value as current. The standby gauge itself stays while standing by."""
+    for metric in _PER_POLICY:
+        if keep_standby and metric is STANDBY:
+            continue
+        names = list(metric._labelnames)
+        ns_i, pol_i = names.index("namespace"), names.index("policy")
+        with metric._lock:
+            stale = [k for k in metric._metrics if k[ns_i] == namespace and k[pol_i] == policy]
+        for key in stale:
+            metric.remove(*key)
