@@ -163,7 +163,15 @@ class SimCluster:
         t = self.targets[key]
         spec = self.spec[key]
         if t.role is None:  # a KV tier resizes at once
-            return WorkloadScale(spec, spec, f"app={t.ref.name}", spec, 0, spec, t.gpus_per_replica)
+            return WorkloadScale(
+                spec_replicas=spec,
+                status_replicas=spec,
+                selector=f"app={t.ref.name}",
+                pods_present=spec,
+                pods_terminating=0,
+                pods_ready=spec,
+                template_gpus=t.gpus_per_replica,
+            )
         live = self.twin.count(t.role, (STARTING, SERVING))
         draining = self.twin.count(t.role, (DRAINING,))
         return WorkloadScale(
