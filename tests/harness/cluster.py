@@ -80,7 +80,10 @@ def _kubeconfig(server: str, pki: PKI) -> str:
 class LocalCluster:
     workdir: Path
     nodes: int = 2
-    gpus_per_node: int = 8
+    # One session cluster serves every integration test, and tests leave their
+    # namespaces' GPU pods behind; capacity must never be what keeps a later test's pod
+    # Pending (budgets are the operator's job, not the nodes'), so the fake nodes are big.
+    gpus_per_node: int = 128
     tools: Tools = field(default_factory=tools)
     processes: list[ManagedProcess] = field(default_factory=list)
     kubeconfig: Path = field(init=False)

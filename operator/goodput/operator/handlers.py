@@ -437,11 +437,13 @@ async def _tick(
             ),
             TICK_TIMEOUT_S,
         )
-        payload = out.status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        await _write_status(namespace, name, payload)
+        # The writes happened whatever becomes of the status patch: count them and post
+        # their events first, so a slow or refused status write cannot hide them.
+        _publish(namespace, name, out, time.monotonic() - started)
         for ev in out.events:
             kopf.event(body, type=ev.type, reason=ev.reason.value, message=ev.message)
-        _publish(namespace, name, out, time.monotonic() - started)
+        payload = out.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        await _write_status(namespace, name, payload)
         return failures + 1 if out.failed else 0
     except PolicyGone:
         raise
