@@ -49,7 +49,7 @@ crds: $(STAMP)
 	cp crds/goodput.dev_goodputpolicies.yaml helm/goodput-operator/files/
 
 bench: $(STAMP)
-	$(VENV)/bin/goodput bench --out BENCHMARKS.md
+	$(VENV)/bin/goodput bench --out BENCHMARKS.md --changes docs/bench/changes.md
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

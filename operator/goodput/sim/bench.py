@@ -431,7 +431,12 @@ def _hindsight_lines(c: Case) -> list[str]:
 
 
 def render(
-    cs: list[Case], speed: tuple[float, float, int], out_dir: Path, cmd: str, total_s: float
+    cs: list[Case],
+    speed: tuple[float, float, int],
+    out_dir: Path,
+    cmd: str,
+    total_s: float,
+    changes: str = "",
 ) -> str:
     wall, span, n = speed
     lines = [
@@ -454,23 +459,27 @@ def render(
         "",
         *_summary(cs),
         "",
+        *(["## What changed since the previous file", "", changes.strip(), ""] if changes else []),
         "## Protocol",
         "",
         "Per case: one trace, one GoodputPolicy (budget, SLO, profile, tiers), one twin. Every "
-        "controller starts from the same even split (as if it had been running there: "
-        "stabilization windows start with that allocation in their history), is called every "
-        "15 s through the Autoscaler protocol with an Observation built from the twin (what "
-        "the metrics layer reads from Prometheus: arrival rate, mean input/output tokens, "
-        "token rates, TTFT/ITL summaries with attainment, running/waiting, KV usage, prefix "
-        "hit rate), and its plan is applied by a budget-safe actuator: shrink first, removed "
-        "replicas drain and keep their GPUs until empty, growth waits for free GPUs, new "
-        "replicas serve after the policy's start-up delay (60 s).",
+        "controller starts from the same even split and is called every 15 s with what the "
+        "operator's metrics layer reads: the twin's pods export vLLM's series (counters and "
+        "histograms in vLLM's bucket bounds, `goodput.sim.exporter`), scraped in-process and "
+        "turned into an Observation over the policy's `metrics.window` by the same "
+        "`goodput.metrics.math` the operator uses (bucket-interpolated attainment, no exact "
+        "per-request percentiles). Replicas are written through one simulated /scale client "
+        "(`goodput.sim.cluster.SimCluster`) in `goodput.actuator.budget`'s order: shrinks "
+        "first, removed replicas drain and keep their GPUs until empty (counted as "
+        "terminating pods), a grow waits for a tick at which it fits, new replicas serve "
+        "after the policy's start-up delay (60 s). Actions count /scale writes. "
+        "`tests/integration/test_twin_parity.py` holds this path against the live one "
+        "(real API server, KWOK, real Prometheus): same writes, status and events.",
         "",
-        "- `goodput`: `goodput.planner.GoodputPlanner`, its plans passed through the "
-        "actuator's HPA-style behavior limits (`goodput.actuator.behavior`, policy defaults: "
-        "scale-down stabilization 300 s, steps of max(100%, 4 pods) up / 100% down per 15 s) "
-        "exactly as the operator applies them. `goodput-raw`: the same planner without those "
-        "limits (diagnostic only).",
+        "- `goodput`: the operator's own tick, `goodput.operator.reconcile.Reconciler.tick` "
+        "(planner, HPA-style behavior limits kept in status, budget-safe writes, status fed "
+        "back each tick as the kopf loop does), on the twin's clock. `goodput-raw`: the bare "
+        "planner down the baselines' path (diagnostic only).",
         "- `static-best`: every budget-spending prefill/decode split simulated on the whole "
         "trace held from t=0; the best one (hindsight) is then run like every controller: "
         "from the even split, requested at the first tick through the same actuator and "
@@ -564,6 +573,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", default="docs/bench", help="directory for the PNG plots")
     ap.add_argument("--cases", help="comma list of case keys (default: all)")
     ap.add_argument("--controllers", help="comma list (default: all available)")
+    ap.add_argument(
+        "--changes",
+        help="Markdown file explaining, one line each, why ratios changed since the last run",
+    )
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     root = Path(args.traces) if args.traces else require_shared_data("traces")
@@ -594,7 +607,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_table(c.results), file=sys.stderr)
     speed = replay_speed(root)
     cmd = "goodput bench " + " ".join(argv if argv is not None else sys.argv[2:])
-    text = render(selected, speed, plots, cmd.strip(), time.perf_counter() - t_all)
+    changes = Path(args.changes).read_text() if args.changes else ""
+    text = render(selected, speed, plots, cmd.strip(), time.perf_counter() - t_all, changes)
     Path(args.out).write_text(text)
     print(f"wrote {args.out} and {len(selected)} plots under {plots}/", file=sys.stderr)
     return 0
