@@ -43,7 +43,25 @@ class WorkloadScale:
 
 
 def _template_gpus(obj: dict[str, Any]) -> int | None:
-    template = (obj.get("spec") or {}).get("template")
+    spec = obj.get("spec") or {}
+    if isinstance(spec.get("leaderWorkerTemplate"), dict):
+        return _leader_worker_gpus(spec["leaderWorkerTemplate"])
+    return _pod_template_gpus(spec.get("template"))
+
+
+def _leader_worker_gpus(lwt: dict[str, Any]) -> int | None:
+    """One LeaderWorkerSet replica is a group of ``size`` pods (default 1): the leader,
+    from ``leaderTemplate`` (``workerTemplate`` when unset, as the LWS controller does),
+    and ``size - 1`` workers from ``workerTemplate``."""
+    worker = _pod_template_gpus(lwt.get("workerTemplate"))
+    leader_template = lwt.get("leaderTemplate")
+    leader = worker if leader_template is None else _pod_template_gpus(leader_template)
+    if worker is None or leader is None:
+        return None
+    return leader + (int(lwt.get("size") or 1) - 1) * worker
+
+
+def _pod_template_gpus(template: Any) -> int | None:
     if not isinstance(template, dict):
         return None
     containers = (template.get("spec") or {}).get("containers") or []
