@@ -223,9 +223,10 @@ class Pool(ApiModel):
         le=1024,  # wide expert parallelism: DeepSeek runs 144-GPU decode units
         description=(
             "GPUs one replica holds (TP x PP, or a whole expert-parallel group). Default: "
-            "read from the pod template's nvidia.com/gpu limit. Set it when the "
-            "workload cannot be read (e.g. a LeaderWorkerSet group spanning nodes); "
-            "when set, the API server checks minReplicas x gpusPerReplica against gpuBudget."
+            "read from the pod template's nvidia.com/gpu limits (for a LeaderWorkerSet, "
+            "the leader plus size - 1 workers of one group). Set it when the kind has no "
+            "pod template the operator can read (a custom kind); when set, the API server "
+            "checks minReplicas x gpusPerReplica against gpuBudget."
         ),
     )
     min_replicas: StrictInt = Field(
