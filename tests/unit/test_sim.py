@@ -430,7 +430,7 @@ def test_simulate_cli_demo_writes_json_plot_and_requests(tmp_path: Path) -> None
         [
             "--demo",
             "--controllers",
-            "static-best,reactive,sla-planner",
+            "static-best,hpa,llmd-slo",
             "--quiet",
             "--json",
             str(out),
@@ -439,12 +439,12 @@ def test_simulate_cli_demo_writes_json_plot_and_requests(tmp_path: Path) -> None
             "--requests-out",
             str(csv_path),
             "--controller",
-            "reactive",
+            "hpa",
         ]
     )
     assert rc == 0
     data = json.loads(out.read_text())
-    assert set(data) == {"static-best", "reactive", "sla-planner"}
+    assert set(data) == {"static-best", "hpa", "llmd-slo"}
     keys = {
         "goodput_tokens_per_s",
         "attainment",

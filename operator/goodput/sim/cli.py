@@ -11,8 +11,13 @@ from pathlib import Path
 from goodput.api.load import load_policy
 from goodput.api.spec import Mode
 from goodput.sim import report
-from goodput.sim.controllers import CONTROLLERS, EXTRA_CONTROLLERS, planner_available
-from goodput.sim.harness import compare
+from goodput.sim.controllers import (
+    CONTROLLERS,
+    EXTRA_CONTROLLERS,
+    SIMULATE_DEFAULT,
+    planner_available,
+    run_benchmark,
+)
 from goodput.sim.scenario import build_scenario
 from goodput.sim.traces import Trace, read_rate_curve, read_trace, synthesize_from_rates
 
@@ -92,7 +97,7 @@ def load_trace(path: str, args: argparse.Namespace) -> Trace:
 
 
 def default_controllers() -> list[str]:
-    return [c for c in CONTROLLERS if c != "goodput" or planner_available()]
+    return [c for c in SIMULATE_DEFAULT if c != "goodput" or planner_available()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     bar = ProgressBar(enabled=not args.quiet)
     wall0 = time.perf_counter()
-    results = compare(sc, trace, names, progress=bar)
+    results, _ = run_benchmark(sc, trace, names, progress=bar)
     bar.close()
     wall = time.perf_counter() - wall0
     print(report.table(results))

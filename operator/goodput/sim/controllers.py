@@ -54,8 +54,9 @@ from goodput.sim.traces import Trace
 if TYPE_CHECKING:
     from goodput.sim.harness import OperatorLoop, RunResult
 
-# Names `goodput simulate` (goodput.sim.harness.compare) knows.
-CONTROLLERS = ("goodput", "static-best", "reactive", "sla-planner", "oracle")
+# What `goodput simulate` runs by default: the operator, the online ceiling, the baselines
+# as their authors run them and the one-interval-lookahead oracle.
+SIMULATE_DEFAULT = ("goodput", "clairvoyant", "hpa", "dynamo", "llmd-slo", "oracle")
 # Diagnostic extra: the planner's plans applied without the actuator's behavior limits.
 EXTRA_CONTROLLERS = ("goodput-raw",)
 # What `goodput bench` runs side by side (run_benchmark below), in report order.
@@ -71,6 +72,8 @@ BENCH_CONTROLLERS = (
     "sla-planner",
     "oracle",
 )
+# Every name `goodput simulate` and `goodput bench` know.
+CONTROLLERS = BENCH_CONTROLLERS
 # Baselines as their authors run them (the ones the targets are checked against).
 BASELINES = ("static-best", "hpa", "hpa-shared", "dynamo", "llmd-slo")
 # Kept only to show what the old configurations cost; not how their authors run them.
