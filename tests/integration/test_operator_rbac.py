@@ -61,7 +61,9 @@ DENIED = [
     ("create", "customresourcedefinitions.apiextensions.k8s.io"),
     ("create", "kopfpeerings.kopf.dev"),
 ]
-_REFUSAL = re.compile(r"forbidden|\b403\b|permission|not allowed|unauthori", re.IGNORECASE)
+# "403" not preceded by a comma, so a log timestamp's milliseconds (00:28:33,403) are not
+# read as an HTTP status.
+_REFUSAL = re.compile(r"forbidden|(?<!,)\b403\b|permission|not allowed|unauthori", re.IGNORECASE)
 
 
 def _granted(docs: list[dict[str, Any]], sa: str, ns: str) -> set[tuple[str, str, str]]:
