@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from goodput.actuator.behavior import tier_key
 from goodput.actuator.budget import TargetState, budget_safe_writes
+from goodput.actuator.kube import api_error
 from goodput.api.spec import (
     GROUP,
     PLURAL,
@@ -682,7 +683,7 @@ class Kube:
                     f'GoodputPolicy "{name}" not found in namespace {self.namespace}'
                 ) from None
             raise Refused(
-                f"cannot read GoodputPolicy {self.namespace}/{name}: {_api(err)}"
+                f"cannot read GoodputPolicy {self.namespace}/{name}: {api_error(err)}"
             ) from None
         return Policy.from_object(obj)
 
@@ -714,23 +715,8 @@ class Kube:
                 policy.namespace, body, _request_timeout=10
             )
         except Exception as err:
-            return _api(err)
+            return api_error(err)
         return None
-
-
-def _api(err: BaseException) -> str:
-    import json
-
-    status, reason, body = (getattr(err, a, None) for a in ("status", "reason", "body"))
-    detail = ""
-    if isinstance(body, str | bytes):
-        try:
-            detail = str(json.loads(body).get("message", ""))
-        except (ValueError, AttributeError):
-            detail = ""
-    if status:
-        return f"{status} {reason or ''}".strip() + (f": {detail}" if detail else "")
-    return str(err).splitlines()[0][:300] if str(err) else type(err).__name__
 
 
 async def approve(
@@ -799,7 +785,7 @@ async def approve(
                 await scale.write(refs[k], policy.namespace, after)
             except Exception as err:
                 raise Refused(
-                    f"the API server refused {target} ({k}) {before} -> {after}: {_api(err)};"
+                    f"the API server refused {target} ({k}) {before} -> {after}: {api_error(err)};"
                     " the writes before it stand, nothing after it was attempted"
                 ) from None
             out(f"scaled {target} ({k}) {before} -> {after}")

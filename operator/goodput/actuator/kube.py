@@ -8,6 +8,7 @@ The kubernetes client is blocking, so every call runs in a worker thread
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -225,3 +226,20 @@ def _message(err: Any) -> str:
     if callable(summary):
         return str(summary())
     return str(getattr(err, "reason", err))
+
+
+def api_error(err: BaseException) -> str:
+    """The API server's own words (status, reason, message), not a Python repr."""
+    status = getattr(err, "status", None)
+    reason = getattr(err, "reason", None)
+    body = getattr(err, "body", None)
+    detail = ""
+    if isinstance(body, (str, bytes)):
+        try:
+            detail = str(json.loads(body).get("message", ""))
+        except (ValueError, AttributeError):
+            detail = ""
+    if status:
+        return f"{status} {reason or ''}".strip() + (f": {detail}" if detail else "")
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return (text.splitlines()[0] if text else type(err).__name__)[:300]

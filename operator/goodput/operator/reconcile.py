@@ -10,7 +10,6 @@ metrics each *hold* and say so; only the budget overrides a hold.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from pydantic import ValidationError
 
 from goodput.actuator.behavior import tier_key
 from goodput.actuator.claims import Claim, first_claimant
-from goodput.actuator.kube import TargetError, WorkloadScale
+from goodput.actuator.kube import TargetError, WorkloadScale, api_error
 from goodput.api.spec import GoodputPolicySpec, TargetRef, format_validation_error
 from goodput.api.status import ConditionType, GoodputPolicyStatus
 from goodput.observation import Observation
@@ -98,7 +97,7 @@ class Reconciler:
             try:
                 await self.scale.write(refs[w.key], policy.namespace, w.to_replicas)
             except Exception as err:  # refused: record it, attempt nothing after it
-                results.append(WriteResult(w, _api_error(err)))
+                results.append(WriteResult(w, api_error(err)))
                 break
             results.append(WriteResult(w))
         return conclude(facts, intent, results)
@@ -135,7 +134,7 @@ class Reconciler:
                     base, blocker=Blocker(err.reason, err.message, ConditionType.AbleToScale)
                 )
             except Exception as err:  # the API server itself failed: hold and retry
-                msg = f"cannot read {ref.kind}/{ref.name}: {_api_error(err)}; nothing changed"
+                msg = f"cannot read {ref.kind}/{ref.name}: {api_error(err)}; nothing changed"
                 return _with(
                     base, blocker=Blocker(Reason.TargetNotFound, msg, ConditionType.AbleToScale)
                 )
@@ -157,7 +156,7 @@ class Reconciler:
             raw = await rt.source.observe(now)
         except Exception as err:  # e.g. the auth Secret is missing: hold, never guess
             url = resolved.metrics.prometheus_url
-            msg = f"cannot observe Prometheus at {url}: {_api_error(err)}; holding"
+            msg = f"cannot observe Prometheus at {url}: {api_error(err)}; holding"
             return _with(
                 facts, blocker=Blocker(Reason.MetricsMissing, msg, ConditionType.MetricsAvailable)
             )
@@ -278,23 +277,6 @@ def _blind(spec: GoodputPolicySpec, obs: Observation) -> Blocker | None:
             )
             return Blocker(Reason.MetricsPartial, msg, ConditionType.MetricsAvailable)
     return None
-
-
-def _api_error(err: BaseException) -> str:
-    """The API server's own words (status, reason, message), not a Python repr."""
-    status = getattr(err, "status", None)
-    reason = getattr(err, "reason", None)
-    body = getattr(err, "body", None)
-    detail = ""
-    if isinstance(body, (str, bytes)):
-        try:
-            detail = str(json.loads(body).get("message", ""))
-        except (ValueError, AttributeError):
-            detail = ""
-    if status:
-        return f"{status} {reason or ''}".strip() + (f": {detail}" if detail else "")
-    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-    return (text.splitlines()[0] if text else type(err).__name__)[:300]
 
 
 def _previous_status(raw: dict[str, Any]) -> GoodputPolicyStatus:
