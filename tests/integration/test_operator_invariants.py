@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -334,6 +335,9 @@ def test_no_decision_from_a_rate_whose_window_overlaps_a_prometheus_outage(
     back every tick holds with MetricsPartial until its window starts after the first
     sample back; no plan is made from a window over the outage and nothing is written."""
     window = 8.0
+    # The issue's two minutes: GOODPUT_OUTAGE_SECONDS=120 (the short default shows the
+    # same rule: the outage is longer than the window either way).
+    outage_s = float(os.environ.get("GOODPUT_OUTAGE_SECONDS", window + 6))
     private = start_prometheus(tmp_path / "prom")
     hub = ExporterHub().start()
     try:
@@ -362,7 +366,7 @@ def test_no_decision_from_a_rate_whose_window_overlaps_a_prometheus_outage(
 
         recorder = threading.Thread(target=record, daemon=True)
         recorder.start()
-        private.restart(down_s=window + 6)
+        private.restart(down_s=outage_s)
         wait_until(
             lambda: any(
                 not hold and _ts(t) > time.time() - 3 for t, (_, hold) in decisions.items()
@@ -373,7 +377,7 @@ def test_no_decision_from_a_rate_whose_window_overlaps_a_prometheus_outage(
         time.sleep(2 * window)
         stop.set()
         recorder.join(timeout=5)
-        (series,) = private.query('vllm:request_success_total{job="gap",pool="decode"}[3m]')
+        (series,) = private.query('vllm:request_success_total{job="gap",pool="decode"}[5m]')
         stamps = [float(t) for t, _ in series["values"]]
         gone, back = max(itertools.pairwise(stamps), key=lambda p: p[1] - p[0])
         assert back - gone > window
@@ -382,7 +386,10 @@ def test_no_decision_from_a_rate_whose_window_overlaps_a_prometheus_outage(
         assert Reason.PrometheusUnreachable.value in reasons, after
         assert Reason.MetricsPartial.value in reasons, after
         for when, (reason, hold) in after.items():
-            if when - window < back - 0.5:  # the window reaches into the outage
+            # A tick within two scrape intervals of the last sample saw no gap yet (its
+            # newest sample was fresh, its window whole); every later tick whose window
+            # reaches into the outage must hold.
+            if gone + 2.0 < when and when - window < back - 0.5:
                 assert hold, (when - back, reason)
         assert _replicas(cluster, ns, "prefill") == 1 and _replicas(cluster, ns, "decode") == 1
     finally:
