@@ -84,7 +84,7 @@ def conclude(f: Facts, intent: Intent, results: Sequence[WriteResult]) -> Outcom
         )
     conds = _conditions(f, intent, reason, message, failed is not None)
     status = _status(f, intent, conds, done, results, reason, message)
-    events = _events(f, intent, done, failed, reason, message)
+    events = _events(f, intent, done, reason, message)
     return Outcome(
         status=status,
         events=events,
@@ -329,17 +329,16 @@ def _events(
     f: Facts,
     intent: Intent,
     done: list[WriteResult],
-    failed: WriteResult | None,
     reason: Reason,
     message: str,
 ) -> list[Event]:
+    """A refused write is the decision's own (Warning) event, once per episode."""
     events: list[Event] = []
     before = f.prev.last_decision
     if before is None or before.reason != reason:
         warn = reason in _WARN or (f.blocker is not None and f.blocker.warn)
         events.append(Event("Warning" if warn else "Normal", reason, message))
     why = intent.message
-    del failed  # a refusal is the decision's own (Warning) event, once per episode
     for r in done:
         w = r.write
         events.append(

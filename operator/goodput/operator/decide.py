@@ -74,7 +74,8 @@ def _emergency(f: Facts, spec: GoodputPolicySpec, plan: Plan | None, why: str) -
         goal = target_replicas({r: d.replicas for r, d in plan.pools.items()}, plan.tiers)
         shrink = {k: min(cur[k], goal.get(k, cur[k])) for k in cur}
         how = "to the plan's allocation"
-        if asked_gpus(targets, shrink) > spec.gpu_budget:  # cannot happen with a valid plan
+        # A plan fits the budget by construction; guard the one promise all the same.
+        if asked_gpus(targets, shrink) > spec.gpu_budget:
             shrink = shrink_to_budget(_states(targets), _mins(targets), spec.gpu_budget)
             how = "in proportion"
     else:
