@@ -39,6 +39,13 @@ class Reason(StrEnum):
     MinimumsExceedBudget = "MinimumsExceedBudget"  # minReplicas alone need more than budget
     PrometheusUnreachable = "PrometheusUnreachable"
     StandingBy = "StandingBy"  # another operator replica is active (kopf peering)
+    # Variants and traffic split (several models of one service under one budget)
+    TrafficShifted = "TrafficShifted"  # the split of traffic between variants changed
+    VariantValueNegative = "VariantValueNegative"  # every variant loses value per answer
+    RouteRefused = "RouteRefused"  # the HTTPRoute cannot be safely edited (foreign, malformed)
+    RouteNotFound = "RouteNotFound"  # the HTTPRoute named by trafficSplit does not exist
+    # Drain-aware scale-down
+    DrainMarked = "DrainMarked"  # pods to go first marked with pod-deletion-cost
     Initializing = "Initializing"  # first sight: conditions Unknown
     Succeeded = "Succeeded"  # generic positive condition reason
 
@@ -57,3 +64,6 @@ class Limit(StrEnum):
     StabilizationWindow = "StabilizationWindow"  # behavior window held a change
     StepLimit = "StepLimit"  # behavior step policies capped a change
     WaitingForScaleDown = "WaitingForScaleDown"  # a grow waits for released GPUs
+    ShareBound = "ShareBound"  # a variant's minShare/maxShare capped its traffic share
+    QualityFloor = "QualityFloor"  # a variant below the quality floor gets no traffic
+    StartupCost = "StartupCost"  # moving GPUs to a better variant would not pay its start-up
