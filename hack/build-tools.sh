@@ -11,6 +11,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+GATEWAY_API_VERSION="${GATEWAY_API_VERSION:-v1.6.3}"
 # The newest `go` directive among the modules built here (k8s.io/kubernetes v1.36.3,
 # sigs.k8s.io/kwok v0.8.0 and helm.sh/helm/v3 v3.22.0 all say `go 1.26.0`). With
 # GOTOOLCHAIN=local an older go refuses them after minutes of downloads, so it is
@@ -134,18 +135,51 @@ build_helm() {
   rm -rf "$helm_dir" && mv "$helm_dir.tmp" "$helm_dir"
 }
 
+# The Gateway API's standard-channel CRDs (HTTPRoute, Gateway, GatewayClass, ...) as the
+# sigs.k8s.io/gateway-api module ships them: the traffic-split tests edit real HTTPRoutes
+# against the real schema (its weight bounds, its CEL rules), not a copy of ours. Only
+# YAML is taken from the module; nothing is built.
+gateway_api_dir="$CACHE/gateway-api-$GATEWAY_API_VERSION"
+fetch_gateway_api() {
+  local want=(httproutes gateways gatewayclasses)
+  local missing=0
+  for c in "${want[@]}"; do
+    [ -s "$gateway_api_dir/crd/gateway.networking.k8s.io_$c.yaml" ] || missing=1
+  done
+  [ "$missing" = 0 ] && { log "gateway-api $GATEWAY_API_VERSION CRDs cached in $gateway_api_dir"; return; }
+  require_go
+  log "fetching gateway-api $GATEWAY_API_VERSION CRDs"
+  local src
+  src=$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])')
+  rm -rf "$gateway_api_dir.tmp" && mkdir -p "$gateway_api_dir.tmp/crd"
+  # The CRDs only: the channel's ValidatingAdmissionPolicy (safe-upgrades) guards
+  # upgrades of a shared cluster and is not part of the API under test.
+  cp "$src"/config/crd/standard/gateway.networking.k8s.io_*.yaml "$gateway_api_dir.tmp/crd/"
+  rm -f "$gateway_api_dir.tmp/crd/gateway.networking.k8s.io_vap_safeupgrades.yaml"
+  chmod -R u+w "$gateway_api_dir.tmp"
+  for c in "${want[@]}"; do
+    [ -s "$gateway_api_dir.tmp/crd/gateway.networking.k8s.io_$c.yaml" ] || {
+      log "ERROR: sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION has no config/crd/standard/gateway.networking.k8s.io_$c.yaml"
+      exit 1
+    }
+  done
+  rm -rf "$gateway_api_dir" && mv "$gateway_api_dir.tmp" "$gateway_api_dir"
+}
+
 case "${1:-all}" in
-  all) build_helm; build_kwok; build_kubernetes ;;
+  all) build_helm; build_kwok; build_kubernetes; fetch_gateway_api ;;
   kubernetes) build_kubernetes ;;
   kwok) build_kwok ;;
   helm) build_helm ;;
+  gateway-api) fetch_gateway_api ;;
   # Up-front check for make: Go is needed only when some binary is not cached yet.
   check)
     for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd; do
       [ -x "$k8s_dir/$b" ] || { require_go; exit 0; }
     done
     [ -x "$kwok_dir/kwok" ] && [ -x "$helm_dir/helm" ] || require_go
+    [ -s "$gateway_api_dir/crd/gateway.networking.k8s.io_httproutes.yaml" ] || require_go
     ;;
-  paths) echo "K8S_BIN=$k8s_dir"; echo "KWOK_BIN=$kwok_dir"; echo "HELM_BIN=$helm_dir" ;;
-  *) echo "usage: $0 [all|kubernetes|kwok|helm|check|paths]" >&2; exit 2 ;;
+  paths) echo "K8S_BIN=$k8s_dir"; echo "KWOK_BIN=$kwok_dir"; echo "HELM_BIN=$helm_dir"; echo "GATEWAY_API_CRDS=$gateway_api_dir/crd" ;;
+  *) echo "usage: $0 [all|kubernetes|kwok|helm|gateway-api|check|paths]" >&2; exit 2 ;;
 esac
