@@ -1,6 +1,7 @@
 """GoodputPolicy API (group goodput.dev, version v1alpha1): models and CRD generation."""
 
 from goodput.api.spec import (
+    DEFAULT_VARIANT,
     GROUP,
     KIND,
     PLURAL,
@@ -15,6 +16,10 @@ from goodput.api.spec import (
     Pool,
     PoolRole,
     Quality,
+    TrafficSplit,
+    ValueModel,
+    Variant,
+    VariantQuality,
     format_validation_error,
     parse_duration,
 )
@@ -27,6 +32,7 @@ from goodput.api.status import (
 )
 
 __all__ = [
+    "DEFAULT_VARIANT",
     "GROUP",
     "KIND",
     "PLURAL",
@@ -45,6 +51,10 @@ __all__ = [
     "Pool",
     "PoolRole",
     "Quality",
+    "TrafficSplit",
+    "ValueModel",
+    "Variant",
+    "VariantQuality",
     "format_validation_error",
     "parse_duration",
     "set_condition",

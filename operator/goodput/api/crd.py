@@ -65,6 +65,8 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
      "description": "Observed fraction of requests meeting the SLO."},
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
      "description": "The Ready condition."},
+    {"name": "Split", "type": "string", "jsonPath": ".status.split", "priority": 1,
+     "description": "Traffic share per variant, percent (policies with variants)."},
     {"name": "Reason", "type": "string", "jsonPath": ".status.lastDecision.reason",
      "description": "Reason code of the last decision: why it acts or holds."},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -19,8 +19,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -658,36 +660,346 @@ class Behavior(ApiModel):
         return out
 
 
+MAX_VARIANTS = 4
+DNS_LABEL = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
+DEFAULT_VARIANT = "default"
+"""The name :meth:`GoodputPolicySpec.variant_specs` gives the one variant of a policy that
+declares top-level ``pools``."""
+
+
+def _pool_shape_rules(prefix: str) -> list[dict[str, str]]:
+    """The pool-shape CEL rules, for a policy's ``pools`` and for each variant's."""
+    guard = "!has(self.pools) || " if prefix == "policy" else ""
+    return [
+        cel(
+            guard + "(size(self.pools) == 1 && self.pools[0].role == 'aggregated') || "
+            "(size(self.pools) == 2 && self.pools.exists(p, p.role == 'prefill') "
+            "&& self.pools.exists(p, p.role == 'decode'))",
+            "pools must be either one prefill and one decode pool, or one aggregated pool",
+            field_path=".pools",
+            reason="FieldValueInvalid",
+        ),
+        cel(
+            guard + "self.pools.all(p, self.pools.exists_one(q, q.role == p.role))",
+            "pool roles must be unique",
+            field_path=".pools",
+            reason="FieldValueInvalid",
+        ),
+    ]
+
+
+def _check_pool_shape(pools: list[Pool], where: str) -> None:
+    roles = [p.role for p in pools]
+    dup = sorted({str(r) for r in roles if roles.count(r) > 1})
+    if dup:
+        raise ValueError(f"{where}: pool roles must be unique: duplicated {', '.join(dup)}")
+    if sorted(roles) not in (["aggregated"], ["decode", "prefill"]):
+        raise ValueError(
+            f"{where} must be either one prefill and one decode pool, or one aggregated pool"
+        )
+
+
+class ValueModel(ApiModel):
+    """What an answer is worth to the application, so the planner can weigh a slower,
+    better model against a faster, worse one.
+
+    Value per answer is ``p x rightAnswer - (1 - p) x wrongAnswerCost x rightAnswer``,
+    ``p`` the variant's quality (the probability that an answer is right). With
+    ``wrongAnswerCost`` 0 this is quality-weighted goodput, where a 1.01-1.11x quality
+    gain never pays for a 4.5-8x capacity loss (issue 13); a wrong answer that costs
+    something is what can make the bigger model worth its GPUs."""
+
+    right_answer: StrictFloat = Field(
+        1.0,
+        gt=0,
+        le=1e9,
+        description=(
+            "Value of one right answer, in any unit (only ratios matter for the decision; "
+            "status reports value goodput in this unit per second)."
+        ),
+    )
+    wrong_answer_cost: StrictFloat = Field(
+        0.0,
+        ge=0,
+        le=1e6,
+        description=(
+            "c: cost of one wrong answer, in units of a right answer's value (3: a wrong "
+            "answer undoes three right ones, e.g. financial analysis; 0: a wrong answer is "
+            "merely worthless, e.g. a chatbot whose user asks again). A variant with quality "
+            "p loses value per answer once c > p / (1 - p)."
+        ),
+    )
+    quality_floor: StrictFloat = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description=(
+            "A variant whose quality is below this gets no traffic (beyond its minShare) "
+            "and its tokens count zero. Variants only; a single-model policy has "
+            "quality.floor."
+        ),
+    )
+
+
+class VariantQuality(ApiModel):
+    """A variant's quality: the probability that one of its answers is right."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            cel(
+                "has(self.score) != has(self.query)",
+                "quality needs exactly one of score (a static figure, with its source) or "
+                "query (live PromQL returning a score in [0, 1])",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!has(self.score) || has(self.source)",
+                "a static score needs a source: where the number comes from (e.g. "
+                "'Meta Llama-3.1-70B-Instruct model card, MMLU-Pro')",
+                field_path=".source",
+                reason="FieldValueRequired",
+            ),
+        )
+    )
+
+    score: StrictFloat | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description=(
+            "Static quality in [0, 1]: the fraction of answers that are right on a benchmark "
+            "that stands for the application (e.g. 0.664, Llama-3.1-70B-Instruct's MMLU-Pro). "
+            "Needs source."
+        ),
+    )
+    source: StrictStr | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="Where the static score comes from (benchmark, model card, eval run).",
+    )
+    query: StrictStr | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_PROMQL,
+        description=(
+            "PromQL returning this variant's current quality in [0, 1] (one series), e.g. an "
+            "evaluation job's or user feedback's right-answer rate. The operator holds "
+            "while it is missing."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> VariantQuality:
+        if (self.score is None) == (self.query is None):
+            raise ValueError(
+                "quality needs exactly one of score (a static figure, with its source) or "
+                "query (live PromQL returning a score in [0, 1])"
+            )
+        if self.score is not None and self.source is None:
+            raise ValueError(
+                "source: a static score needs a source: where the number comes from (e.g. "
+                "'Meta Llama-3.1-70B-Instruct model card, MMLU-Pro')"
+            )
+        return self
+
+
+class BackendKind(StrEnum):
+    Service = "Service"
+    InferencePool = "InferencePool"
+
+
+class BackendRef(ApiModel):
+    """The Gateway API HTTPRoute backendRef that serves one variant (matched by group,
+    kind and name; the operator writes only the weights of the backendRefs it owns)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            cel(
+                "self.kind == 'Service' ? self.group == '' : self.group != ''",
+                "a Service backendRef has group '' (the core API group); an InferencePool "
+                "names its group, e.g. inference.networking.k8s.io",
+                field_path=".group",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
+    group: StrictStr = Field(
+        "",
+        max_length=MAX_NAME,
+        pattern=r"^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        description=(
+            "API group of the backend, as in the HTTPRoute. Default: '' (the core group, "
+            "for a Service); inference.networking.k8s.io for an InferencePool."
+        ),
+    )
+    kind: BackendKind = Field(
+        BackendKind.Service, description="Kind of the backend: Service or InferencePool."
+    )
+    name: StrictStr = Field(
+        min_length=1,
+        max_length=MAX_NAME,
+        description="Name of the backend, in the policy's namespace.",
+    )
+
+    @model_validator(mode="after")
+    def _group_fits_kind(self) -> BackendRef:
+        if (self.kind is BackendKind.Service) != (self.group == ""):
+            raise ValueError(
+                "group: a Service backendRef has group '' (the core API group); an "
+                "InferencePool names its group, e.g. inference.networking.k8s.io"
+            )
+        return self
+
+
+class VariantMetrics(ApiModel):
+    selectors: dict[str, Annotated[StrictStr, Field(max_length=1024)]] = Field(
+        default_factory=dict,
+        max_length=3,
+        description=(
+            "PromQL label matchers per pool role that isolate this variant's series, e.g. "
+            "decode: 'model_name=\"llama-70b\"'; joined to spec.metrics.selectors of the "
+            "same role. Keys must be roles of this variant's pools."
+        ),
+    )
+
+
+class Variant(ApiModel):
+    """One model variant of the service (e.g. Llama-3.1-70B FP8, or 405B INT4): its own
+    pools and quality, a backend of the route, a share of the traffic."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_validations(
+            *_pool_shape_rules("variant"),
+            cel(
+                "self.minShare <= self.maxShare",
+                "minShare must be less than or equal to maxShare",
+                field_path=".maxShare",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!has(self.metrics) || !has(self.metrics.selectors) || "
+                "self.metrics.selectors.all(k, self.pools.exists(p, p.role == k))",
+                "selector keys must be roles of this variant's pools",
+                field_path=".metrics.selectors",
+                reason="FieldValueInvalid",
+            ),
+        )
+    )
+
+    name: StrictStr = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Variant name (a DNS label), unique in the policy, e.g. llama-70b.",
+    )
+    pools: list[Pool] = Field(
+        min_length=1,
+        max_length=MAX_POOLS,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["role"],
+        },
+        description=(
+            "This variant's serving pools: one prefill and one decode pool, or one "
+            "aggregated pool (the same schema as spec.pools)."
+        ),
+    )
+    quality: VariantQuality = Field(
+        description=(
+            "Probability that one of this variant's answers is right: a static score with "
+            "its source, or live PromQL."
+        ),
+    )
+    backend_ref: BackendRef | None = Field(
+        None,
+        description=(
+            "The HTTPRoute backendRef this variant is (a Service or an InferencePool). "
+            "Required when trafficSplit.httpRouteRef is set."
+        ),
+    )
+    min_share: StrictInt = Field(
+        0, ge=0, le=100, description="Least percent of the traffic this variant gets."
+    )
+    max_share: StrictInt = Field(
+        100, ge=0, le=100, description="Most percent of the traffic this variant gets."
+    )
+    metrics: VariantMetrics = Field(
+        default_factory=VariantMetrics,
+        description="Label matchers that isolate this variant's series.",
+    )
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Variant:
+        _check_pool_shape(self.pools, "pools")
+        if self.min_share > self.max_share:
+            raise ValueError(
+                f"maxShare: minShare ({self.min_share}) must be less than or equal to "
+                f"maxShare ({self.max_share})"
+            )
+        stray = sorted(set(self.metrics.selectors) - {str(p.role) for p in self.pools})
+        if stray:
+            raise ValueError(
+                "metrics.selectors: selector keys must be roles of this variant's pools, "
+                f"not {', '.join(stray)}"
+            )
+        return self
+
+
+class HTTPRouteRef(ApiModel):
+    name: StrictStr = Field(
+        min_length=1,
+        max_length=MAX_NAME,
+        description="Name of the Gateway API HTTPRoute, in the policy's namespace.",
+    )
+
+
+class TrafficSplit(ApiModel):
+    http_route_ref: HTTPRouteRef | None = Field(
+        None,
+        description=(
+            "The HTTPRoute whose backendRef weights carry the variants' shares (written in "
+            "Enforce mode). Unset: the shares are published in status only."
+        ),
+    )
+
+
+_HAS_VARIANTS = "has(self.variants)"
+_VARIANT_POOLS = (
+    "self.variants.map(v, v.pools.filter(p, has(p.gpusPerReplica))"
+    ".map(p, p.minReplicas * p.gpusPerReplica).sum()).sum()"
+)
+
+
 class GoodputPolicySpec(ApiModel):
     model_config = ConfigDict(
         json_schema_extra=_validations(
             cel(
-                "(size(self.pools) == 1 && self.pools[0].role == 'aggregated') || "
-                "(size(self.pools) == 2 && self.pools.exists(p, p.role == 'prefill') "
-                "&& self.pools.exists(p, p.role == 'decode'))",
-                "pools must be either one prefill and one decode pool, or one aggregated pool",
-                field_path=".pools",
+                "has(self.pools) != has(self.variants)",
+                "declare either pools (one model) or variants (several variants of the "
+                "service, each with its pools), exactly one of the two",
                 reason="FieldValueInvalid",
             ),
+            *_pool_shape_rules("policy"),
             cel(
-                "self.pools.all(p, self.pools.exists_one(q, q.role == p.role))",
-                "pool roles must be unique",
-                field_path=".pools",
-                reason="FieldValueInvalid",
-            ),
-            cel(
-                "self.pools.filter(p, has(p.gpusPerReplica))"
-                ".map(p, p.minReplicas * p.gpusPerReplica).sum() + "
+                "(has(self.pools) ? self.pools.filter(p, has(p.gpusPerReplica))"
+                ".map(p, p.minReplicas * p.gpusPerReplica).sum() : 0) + "
+                f"({_HAS_VARIANTS} ? {_VARIANT_POOLS} : 0) + "
                 "(has(self.kvCache) && has(self.kvCache.tiers) ? "
                 "self.kvCache.tiers.map(t, t.minReplicas * t.gpusPerReplica).sum() : 0) "
                 "<= self.gpuBudget",
-                "the minimum replicas need more GPUs than gpuBudget: the sum over pools and tiers "
-                "of minReplicas x gpusPerReplica must not exceed gpuBudget",
+                "the minimum replicas need more GPUs than gpuBudget: the sum over pools (of "
+                "every variant) and tiers of minReplicas x gpusPerReplica must not exceed "
+                "gpuBudget",
                 field_path=".gpuBudget",
                 reason="FieldValueInvalid",
             ),
             cel(
-                "self.pools.all(p, !has(p.gpusPerReplica) || p.gpusPerReplica <= self.gpuBudget)",
+                "(!has(self.pools) || self.pools.all(p, !has(p.gpusPerReplica) || "
+                "p.gpusPerReplica <= self.gpuBudget)) && "
+                f"(!{_HAS_VARIANTS} || self.variants.all(v, v.pools.all(p, "
+                "!has(p.gpusPerReplica) || p.gpusPerReplica <= self.gpuBudget)))",
                 "a pool's gpusPerReplica must not exceed gpuBudget: "
                 "not even one replica of it would fit",
                 field_path=".pools",
@@ -695,9 +1007,71 @@ class GoodputPolicySpec(ApiModel):
             ),
             cel(
                 "!has(self.metrics) || !has(self.metrics.selectors) || "
-                "self.metrics.selectors.all(k, self.pools.exists(p, p.role == k))",
+                "self.metrics.selectors.all(k, "
+                "(has(self.pools) && self.pools.exists(p, p.role == k)) || "
+                f"({_HAS_VARIANTS} && self.variants.exists(v, v.pools.exists(p, p.role == k))))",
                 "selector keys must be roles of this policy's pools",
                 field_path=".metrics.selectors",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                f"!{_HAS_VARIANTS} || "
+                "self.variants.all(v, self.variants.exists_one(w, w.name == v.name))",
+                "variant names must be unique",
+                field_path=".variants",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                f"!{_HAS_VARIANTS} || self.variants.all(v, v.pools.all(p, "
+                "self.variants.all(w, w.name == v.name || w.pools.all(q, "
+                "q.targetRef.name != p.targetRef.name || q.targetRef.kind != p.targetRef.kind))))",
+                "a targetRef belongs to one variant: two variants scale the same workload",
+                field_path=".variants",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                f"!{_HAS_VARIANTS} || (self.variants.map(v, v.minShare).sum() <= 100 && "
+                "self.variants.map(v, v.maxShare).sum() >= 100)",
+                "shares cannot add up to 100 percent: the variants' minShare must sum to at "
+                "most 100 and their maxShare to at least 100",
+                field_path=".variants",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                f"!{_HAS_VARIANTS} || self.variants.all(v, !has(v.backendRef) || "
+                "self.variants.exists_one(w, has(w.backendRef) && "
+                "w.backendRef.name == v.backendRef.name && w.backendRef.kind == v.backendRef.kind "
+                "&& w.backendRef.group == v.backendRef.group))",
+                "backendRefs must be unique: each variant is its own backend of the route",
+                field_path=".variants",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                "!has(self.trafficSplit) || !has(self.trafficSplit.httpRouteRef) || "
+                f"({_HAS_VARIANTS} && self.variants.all(v, has(v.backendRef)))",
+                "trafficSplit.httpRouteRef needs variants, each with its backendRef",
+                field_path=".trafficSplit.httpRouteRef",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                f"!{_HAS_VARIANTS} || !has(self.quality) || !has(self.quality.query)",
+                "with variants, quality is per variant (variants[].quality), not quality.query",
+                field_path=".quality.query",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                f"!{_HAS_VARIANTS} || !has(self.kvCache) || !has(self.kvCache.tiers) || "
+                "size(self.kvCache.tiers) == 0",
+                "kvCache tiers are not supported with variants yet: a tier serves one model's "
+                "KV cache",
+                field_path=".kvCache.tiers",
+                reason="FieldValueInvalid",
+            ),
+            cel(
+                f"{_HAS_VARIANTS} || !has(self.value) || !has(self.value.qualityFloor) || "
+                "self.value.qualityFloor == 0.0",
+                "value.qualityFloor applies to variants; a single-model policy uses quality.floor",
+                field_path=".value.qualityFloor",
                 reason="FieldValueInvalid",
             ),
         )
@@ -715,11 +1089,12 @@ class GoodputPolicySpec(ApiModel):
         le=65536,
         description=(
             "Total GPUs this policy may hold at any moment across all its pools and tiers "
-            "(replicas x gpusPerReplica), including while scaling. GPUs that add no "
-            "goodput are handed back."
+            "(replicas x gpusPerReplica), including while scaling, summed over every "
+            "variant. GPUs that add no goodput are handed back."
         ),
     )
     pools: list[Pool] = Field(
+        default_factory=list,
         min_length=1,
         max_length=MAX_POOLS,
         json_schema_extra={
@@ -727,9 +1102,35 @@ class GoodputPolicySpec(ApiModel):
             "x-kubernetes-list-map-keys": ["role"],
         },
         description=(
-            "The serving pools: one prefill and one decode pool (disaggregated serving), "
-            "or one aggregated pool."
+            "The serving pools of a single-model policy: one prefill and one decode pool "
+            "(disaggregated serving), or one aggregated pool. Set either pools or variants."
         ),
+    )
+    variants: list[Variant] = Field(
+        default_factory=list,
+        min_length=1,
+        max_length=MAX_VARIANTS,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+        description=(
+            "Several model variants of one service (e.g. Llama-3.1-70B and 405B INT4), each "
+            "with its pools and quality, under the one gpuBudget; traffic is split between "
+            "them (trafficSplit) to maximize value-weighted goodput (value). Set either "
+            "pools or variants."
+        ),
+    )
+    value: ValueModel = Field(
+        default_factory=ValueModel,
+        description=(
+            "The application's value model: value of a right answer, cost of a wrong one, "
+            "quality floor. It decides between variants of different speed and quality."
+        ),
+    )
+    traffic_split: TrafficSplit = Field(
+        default_factory=TrafficSplit,
+        description="Where the variants' traffic shares are written (a Gateway API HTTPRoute).",
     )
     kv_cache: KVCache = Field(
         default_factory=KVCache,
@@ -740,7 +1141,10 @@ class GoodputPolicySpec(ApiModel):
     )
     quality: Quality = Field(
         default_factory=Quality,
-        description="Optional answer-quality signal that weights goodput.",
+        description=(
+            "Optional answer-quality signal that weights goodput (single-model policies; "
+            "variants declare their own)."
+        ),
     )
     metrics: Metrics = Field(
         default_factory=Metrics,
@@ -753,37 +1157,151 @@ class GoodputPolicySpec(ApiModel):
 
     @model_validator(mode="after")
     def _cross_field(self) -> GoodputPolicySpec:
-        roles = [p.role for p in self.pools]
-        dup = sorted({str(r) for r in roles if roles.count(r) > 1})
-        if dup:
-            raise ValueError(f"pools: pool roles must be unique: duplicated {', '.join(dup)}")
-        if sorted(roles) not in (["aggregated"], ["decode", "prefill"]):
+        if bool(self.pools) == bool(self.variants):
             raise ValueError(
-                "pools must be either one prefill and one decode pool, or one aggregated pool"
+                "pools, variants: declare either pools (one model) or variants (several "
+                "variants of the service, each with its pools), exactly one of the two"
+                + (": both are set" if self.pools else ": neither is set")
             )
-        floor = sum(p.min_replicas * p.gpus_per_replica for p in self.pools if p.gpus_per_replica)
+        if self.pools:
+            _check_pool_shape(self.pools, "pools")
+        all_pools = [p for v in self.variants for p in v.pools] or list(self.pools)
+        floor = sum(p.min_replicas * p.gpus_per_replica for p in all_pools if p.gpus_per_replica)
         floor += sum(t.min_replicas * t.gpus_per_replica for t in self.kv_cache.tiers)
         if floor > self.gpu_budget:
             raise ValueError(
                 f"the minimum replicas need {floor} GPUs (sum of minReplicas x "
-                f"gpusPerReplica over pools and tiers), more than gpuBudget ({self.gpu_budget})"
+                "gpusPerReplica over pools"
+                + (" of every variant" if self.variants else "")
+                + f" and tiers), more than gpuBudget ({self.gpu_budget})"
             )
-        for p in self.pools:
+        for p in all_pools:
             if p.gpus_per_replica is not None and p.gpus_per_replica > self.gpu_budget:
                 raise ValueError(
                     f"pools: the {p.role} pool's gpusPerReplica ({p.gpus_per_replica}) must not "
                     f"exceed gpuBudget ({self.gpu_budget}): not even one replica of it would fit"
                 )
-        stray = sorted(set(self.metrics.selectors) - {str(r) for r in roles})
+        stray = sorted(set(self.metrics.selectors) - {str(p.role) for p in all_pools})
         if stray:
             raise ValueError(
                 f"metrics.selectors: keys must be roles of this policy's pools, not "
                 f"{', '.join(stray)}"
             )
+        if self.variants:
+            self._check_variants()
+        else:
+            if self.traffic_split.http_route_ref is not None:
+                raise ValueError(
+                    "trafficSplit.httpRouteRef needs variants, each with its backendRef"
+                )
+            if self.value.quality_floor > 0:
+                raise ValueError(
+                    "value.qualityFloor applies to variants; a single-model policy uses "
+                    "quality.floor"
+                )
         return self
+
+    def _check_variants(self) -> None:
+        names = [v.name for v in self.variants]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"variants: variant names must be unique: duplicated {', '.join(dup)}")
+        owner: dict[tuple[str, str], str] = {}
+        for v in self.variants:
+            for p in v.pools:
+                key = (p.target_ref.kind, p.target_ref.name)
+                if owner.setdefault(key, v.name) != v.name:
+                    raise ValueError(
+                        f"variants: a targetRef belongs to one variant: {key[0]}/{key[1]} is "
+                        f"scaled by both {owner[key]} and {v.name}"
+                    )
+        lo = sum(v.min_share for v in self.variants)
+        hi = sum(v.max_share for v in self.variants)
+        if lo > 100 or hi < 100:
+            raise ValueError(
+                "variants: shares cannot add up to 100 percent: the variants' minShare must "
+                f"sum to at most 100 (they sum to {lo}) and their maxShare to at least 100 "
+                f"(they sum to {hi})"
+            )
+        refs = [
+            (v.backend_ref.group, v.backend_ref.kind.value, v.backend_ref.name)
+            for v in self.variants
+            if v.backend_ref is not None
+        ]
+        dup_refs = sorted({r for r in refs if refs.count(r) > 1})
+        if dup_refs:
+            shown = ", ".join(f"{k}/{n}" for _, k, n in dup_refs)
+            raise ValueError(
+                "variants: backendRefs must be unique: each variant is its own backend of "
+                f"the route (duplicated {shown})"
+            )
+        if self.traffic_split.http_route_ref is not None:
+            bare = [v.name for v in self.variants if v.backend_ref is None]
+            if bare:
+                raise ValueError(
+                    "trafficSplit.httpRouteRef needs variants, each with its backendRef "
+                    f"(missing in {', '.join(bare)})"
+                )
+        if self.quality.query is not None:
+            raise ValueError(
+                "quality.query: with variants, quality is per variant (variants[].quality), "
+                "not quality.query"
+            )
+        if self.kv_cache.tiers:
+            raise ValueError(
+                "kvCache.tiers: kvCache tiers are not supported with variants yet: a tier "
+                "serves one model's KV cache"
+            )
+
+    @model_serializer(mode="wrap")
+    def _omit_empty(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """An unset ``pools`` or ``variants`` is left out, not written as ``[]``: the
+        schema refuses an empty list of either (exactly one of the two is declared)."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("pools", "variants"):
+                if data.get(key) == []:
+                    del data[key]
+        return data
 
     def pool(self, role: PoolRole) -> Pool | None:
         return next((p for p in self.pools if p.role == role), None)
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def variant_specs(self) -> dict[str, GoodputPolicySpec]:
+        """Each variant as a single-model spec, in declaration order, so the Prometheus
+        observation source and the single-model planner run per variant unchanged.
+
+        A variant's projection has its pools, ``metrics.selectors`` with the variant's
+        matchers joined (by a comma) to the policy's of the same role, ``quality.query``
+        = the variant's live query (a static score is applied by the variant planner, not
+        here: quality that only multiplies one model's goodput changes none of its
+        decisions), and the policy's budget, SLO, behavior, mode and value model;
+        ``trafficSplit`` and ``value.qualityFloor`` stay with the policy. A single-model
+        policy returns itself under :data:`DEFAULT_VARIANT` (``"default"``)."""
+        if not self.variants:
+            return {DEFAULT_VARIANT: self}
+        out: dict[str, GoodputPolicySpec] = {}
+        for v in self.variants:
+            selectors = dict(self.metrics.selectors)
+            for role, extra in v.metrics.selectors.items():
+                base = selectors.get(role, "")
+                selectors[role] = f"{base},{extra}" if base and extra else base or extra
+            roles = {str(p.role) for p in v.pools}
+            selectors = {k: s for k, s in selectors.items() if k in roles}
+            out[v.name] = self.model_copy(
+                update={
+                    "pools": list(v.pools),
+                    "variants": [],
+                    "metrics": self.metrics.model_copy(update={"selectors": selectors}),
+                    "quality": Quality(query=v.quality.query),
+                    "value": self.value.model_copy(update={"quality_floor": 0.0}),
+                    "traffic_split": TrafficSplit(),
+                }
+            )
+        return out
 
 
 class ObjectMeta(BaseModel):
@@ -835,9 +1353,11 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> list[str]
 
 __all__ = [
     "CATEGORIES",
+    "DEFAULT_VARIANT",
     "DURATION_PATTERN",
     "GROUP",
     "KIND",
+    "MAX_VARIANTS",
     "PLURAL",
     "SCALE_DOWN_DEFAULTS",
     "SCALE_UP_DEFAULTS",
@@ -845,11 +1365,14 @@ __all__ = [
     "SINGULAR",
     "SLO",
     "VERSION",
+    "BackendKind",
+    "BackendRef",
     "Behavior",
     "CASecretKeyRef",
     "Duration",
     "GoodputPolicy",
     "GoodputPolicySpec",
+    "HTTPRouteRef",
     "KVCache",
     "KVCacheTier",
     "Metrics",
@@ -867,6 +1390,11 @@ __all__ = [
     "SelectPolicy",
     "Signal",
     "TargetRef",
+    "TrafficSplit",
+    "ValueModel",
+    "Variant",
+    "VariantMetrics",
+    "VariantQuality",
     "format_validation_error",
     "parse_duration",
 ]

@@ -165,6 +165,66 @@ class WriteRecord(ApiModel):
     error: str | None = Field(None, description="The API server's error, when it refused.")
 
 
+class VariantDecision(ApiModel):
+    """One variant's part of the last decision (policies with spec.variants only)."""
+
+    name: str = Field(description="Variant name.")
+    share: int = Field(description="Percent of the traffic the decision sends to it.")
+    pools: dict[str, int] = Field(
+        default_factory=dict, description="Desired replicas per pool role of this variant."
+    )
+    total_gpus: int = Field(0, description="GPUs this variant's pools hold in the plan.")
+    quality: float | None = Field(
+        None, description="Quality used: probability that one of its answers is right."
+    )
+    value_per_answer: float | None = Field(
+        None,
+        description=(
+            "p x rightAnswer - (1 - p) x wrongAnswerCost x rightAnswer, in the value "
+            "model's unit (0 below the quality floor)."
+        ),
+    )
+    predicted_tokens_per_second: float | None = Field(
+        None, description="Predicted on-time (SLO-meeting) tokens/s of its share of traffic."
+    )
+    predicted_value_per_second: float | None = Field(
+        None, description="Predicted value goodput: on-time tokens/s x value per answer."
+    )
+    reason: str | None = Field(
+        None, description="This variant's own plan's reason code (ScaledUp, SteadyState ...)."
+    )
+
+
+class SplitAlternative(ApiModel):
+    """The runner-up traffic split and GPU split between variants."""
+
+    shares: dict[str, int] = Field(default_factory=dict, description="Percent per variant.")
+    gpus: dict[str, int] = Field(default_factory=dict, description="GPUs per variant.")
+    predicted_value_per_second: float = Field(
+        0.0, description="Its predicted value goodput, value-model units per second."
+    )
+
+
+class Flip(ApiModel):
+    """What would change the variant decision."""
+
+    break_even_wrong_answer_cost: float | None = Field(
+        None,
+        description=(
+            "wrongAnswerCost at which the runner-up variant's value goodput equals the "
+            "chosen one's at the predicted on-time token rates (unset: no crossing)."
+        ),
+    )
+    overflow_load_rps: float | None = Field(
+        None,
+        description=(
+            "Total arrival rate, requests/s, above which traffic starts to overflow to the "
+            "faster variant (unset: not found within the searched range)."
+        ),
+    )
+    message: str = Field("", max_length=32768, description="What would flip it, in words.")
+
+
 class Decision(ApiModel):
     """The last plan, with the reason code shared by conditions, events and metrics."""
 
@@ -189,6 +249,21 @@ class Decision(ApiModel):
         description="The /scale writes of this decision, in the order they were issued.",
     )
     runner_up: Alternative | None = Field(None, description="The best plan not chosen.")
+    variants: list[VariantDecision] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+        description="Per variant: share, replicas, predicted on-time tokens and value.",
+    )
+    predicted_value_per_second: float | None = Field(
+        None, description="Predicted value goodput summed over the variants, units per second."
+    )
+    runner_up_split: SplitAlternative | None = Field(
+        None, description="The best traffic and GPU split between variants not chosen."
+    )
+    flip: Flip | None = Field(None, description="What would flip the variant decision.")
 
 
 class ReplicaSummary(ApiModel):
@@ -252,6 +327,13 @@ class GoodputPolicyStatus(ApiModel):
         None, description="Observed and predicted goodput and SLO attainment."
     )
     last_decision: Decision | None = Field(None, description="The last decision and its reason.")
+    split: str | None = Field(
+        None,
+        description=(
+            "Traffic share per variant now, e.g. 'llama-70b=80,llama-405b=20' (percent), "
+            "for display."
+        ),
+    )
     last_scale_time: LastScaleTime | None = Field(
         None, description="Last scale-up and scale-down, for step limits after a restart."
     )
@@ -314,6 +396,11 @@ def initial_conditions(now: datetime, observed_generation: int | None = None) ->
     ]
 
 
+def split_summary(shares: dict[str, int]) -> str:
+    """``name=percent`` per variant, in the given order, for the Split printer column."""
+    return ",".join(f"{name}={pct}" for name, pct in shares.items())
+
+
 def replica_summary(current: dict[str, int], desired: dict[str, int]) -> ReplicaSummary:
     """Current/desired strings per role for the printer columns."""
     text = {r: f"{current.get(r, 0)}/{desired.get(r, current.get(r, 0))}" for r in current}
@@ -330,15 +417,19 @@ __all__ = [
     "ConditionStatus",
     "ConditionType",
     "Decision",
+    "Flip",
     "GoodputPolicyStatus",
     "GoodputStatus",
     "LastScaleTime",
     "PoolStatus",
     "Recommendation",
     "ReplicaSummary",
+    "SplitAlternative",
     "TierStatus",
+    "VariantDecision",
     "WriteRecord",
     "initial_conditions",
     "replica_summary",
     "set_condition",
+    "split_summary",
 ]
