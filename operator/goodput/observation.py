@@ -73,6 +73,15 @@ class PoolObservation(_Frozen):
     waiting_requests: float | None = None
     kv_cache_usage: float | None = Field(None, ge=0, le=1)
     prefix_cache_hit_rate: float | None = Field(None, ge=0, le=1)
+    running_requests_by_pod: dict[str, float] | None = Field(
+        None,
+        description=(
+            "Requests running per pod (label pod), fresh samples only, for drain-aware "
+            "scale-down; None: not read or no series. A pod not listed has no known load, "
+            "which is not zero: the actuator then marks nothing rather than guess. Not a "
+            "planner input."
+        ),
+    )
 
 
 class GoodputEstimate(_Frozen):

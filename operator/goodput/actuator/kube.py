@@ -1,5 +1,7 @@
 """The Kubernetes edge of the actuator: /scale reads and writes for any workload kind,
-the pods that hold GPUs, and other autoscalers on the same target.
+the pods that hold GPUs, other autoscalers on the same target, and (drain-aware
+scale-down) the pods of a shrinking Deployment's ReplicaSet and the
+``pod-deletion-cost`` patches the pure ``goodput.actuator.drain`` chose.
 
 The kubernetes client is blocking, so every call runs in a worker thread
 (``asyncio.to_thread``) and kopf's event loop never waits on the network.
@@ -11,11 +13,13 @@ import asyncio
 import json
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from goodput.actuator.claims import Claim, claims_of
+from goodput.actuator.drain import DELETION_COST, DrainChoice, Pod, Skip, choose, skipped
 from goodput.api.spec import GROUP, PLURAL, VERSION, TargetRef
 from goodput.reasons import Reason
 
@@ -86,6 +90,64 @@ def _pod_ready(pod: Any) -> bool:
     if pod.metadata.deletion_timestamp is not None or pod.status is None:
         return False
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+class DrainUnavailable(Exception):
+    """The pods of a target cannot be ranked for a scale-down (``skip`` says why)."""
+
+    def __init__(self, skip: Skip, message: str) -> None:
+        super().__init__(message)
+        self.skip = skip
+        self.message = message
+
+
+def _replica_set_of(pod: Any) -> str | None:
+    for ref in (pod.metadata.owner_references or []) if pod.metadata else []:
+        if ref.kind == "ReplicaSet" and ref.controller:
+            return str(ref.name)
+    return None
+
+
+def _drain_pod(pod: Any) -> Pod:
+    """A pod as the ReplicaSet ranks it: ready = scheduled, Running and Ready."""
+    phase = pod.status.phase if pod.status is not None else None
+    scheduled = bool(pod.spec is not None and pod.spec.node_name)
+    annotations = (pod.metadata.annotations or {}) if pod.metadata else {}
+    return Pod(
+        name=str(pod.metadata.name),
+        ready=scheduled and phase == "Running" and _pod_ready(pod),
+        terminating=_terminating(pod),
+        finished=phase in ("Succeeded", "Failed"),
+        cost=annotations.get(DELETION_COST),
+    )
+
+
+def pods_of_replica_set(ref: TargetRef, items: list[Any]) -> list[Pod]:
+    """The active pods of a Deployment's one ReplicaSet, from its selector's pods.
+
+    The deletion cost orders pods inside one ReplicaSet only; during a rollout (active
+    pods of several ReplicaSets) the Deployment controller splits a scale-down between
+    them in proportion, so which pods go cannot be steered: refused."""
+    if ref.kind != "Deployment" or ref.api_version != "apps/v1":
+        why = {
+            "StatefulSet": "a StatefulSet removes its highest ordinals whatever their load",
+            "LeaderWorkerSet": "a LeaderWorkerSet removes its highest-index groups whatever "
+            "their load",
+        }.get(ref.kind, f"{ref.kind} is not a Deployment: its controller's choice is unknown")
+        raise DrainUnavailable(Skip.Unsupported, f"{why}; nothing marked")
+    by_rs: dict[str, list[Pod]] = {}
+    for item in items:
+        pod = _drain_pod(item)
+        if pod.active:
+            by_rs.setdefault(_replica_set_of(item) or "", []).append(pod)
+    if len(by_rs) > 1:
+        names = ", ".join(sorted(n or "(none)" for n in by_rs))
+        raise DrainUnavailable(
+            Skip.SeveralReplicaSets,
+            f"active pods of several ReplicaSets ({names}): a rollout is under way and the "
+            "Deployment controller splits the scale-down between them; nothing marked",
+        )
+    return next(iter(by_rs.values()), [])
 
 
 class KubeScaleClient:
@@ -218,6 +280,78 @@ class KubeScaleClient:
     async def other_autoscalers(self, ref: TargetRef, namespace: str) -> list[str]:
         """HPAs (KEDA's included: it drives an HPA) that scale the same target."""
         return await asyncio.to_thread(self._autoscalers, ref, namespace)
+
+    # ---- drain-aware scale-down -----------------------------------------------------
+
+    def _drain_pods(self, ref: TargetRef, namespace: str) -> list[Pod]:
+        from kubernetes import client
+
+        if ref.kind != "Deployment":
+            return pods_of_replica_set(ref, [])  # raises Unsupported
+        _, scale_res = self._scale_resource(ref, namespace)
+        scale = scale_res.get(
+            name=ref.name, namespace=namespace, _request_timeout=REQUEST_TIMEOUT_S
+        ).to_dict()
+        selector = (scale.get("status") or {}).get("selector") or ""
+        if not selector:
+            raise DrainUnavailable(Skip.ReadFailed, "the scale subresource has no selector")
+        items = (
+            client.CoreV1Api(self._api_client)
+            .list_namespaced_pod(
+                namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT_S
+            )
+            .items
+        )
+        return pods_of_replica_set(ref, items)
+
+    def _mark_pods(self, namespace: str, marks: dict[str, int]) -> dict[str, str]:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self._api_client)
+        failed: dict[str, str] = {}
+        for name, cost in sorted(marks.items()):
+            try:
+                core.patch_namespaced_pod(
+                    name,
+                    namespace,
+                    {"metadata": {"annotations": {DELETION_COST: str(cost)}}},
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                )
+            except Exception as err:  # reported, never raised: the scale-down goes on
+                failed[name] = api_error(err)
+        return failed
+
+    def _drain_before_scale_down(
+        self,
+        ref: TargetRef,
+        namespace: str,
+        running: Mapping[str, float] | None,
+        to_replicas: int,
+    ) -> tuple[DrainChoice, dict[str, str]]:
+        try:
+            pods = self._drain_pods(ref, namespace)
+        except DrainUnavailable as err:
+            return skipped(err.skip, err.message), {}
+        except Exception as err:  # reported, never raised: the scale-down goes on
+            return skipped(Skip.ReadFailed, f"pods not read: {api_error(err)}"), {}
+        choice = choose(pods, running, to_replicas)
+        return choice, self._mark_pods(namespace, choice.marks) if choice.marks else {}
+
+    async def drain_before_scale_down(
+        self,
+        ref: TargetRef,
+        namespace: str,
+        running: Mapping[str, float] | None,
+        to_replicas: int,
+    ) -> tuple[DrainChoice, dict[str, str]]:
+        """Before ``ref`` shrinks to ``to_replicas``: read its ReplicaSet's pods, let
+        :func:`goodput.actuator.drain.choose` pick the least busy (``running``: requests
+        running per pod, ``None`` when unknown), and patch their ``pod-deletion-cost``.
+        Returns the choice and the refused patches (pod -> the API server's words).
+        Never raises: a failure is in the choice's ``skip`` or in the refusals."""
+        return await asyncio.to_thread(
+            self._drain_before_scale_down, ref, namespace, running, to_replicas
+        )
 
 
 def _message(err: Any) -> str:

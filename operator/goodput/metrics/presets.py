@@ -237,3 +237,22 @@ PRESETS: dict[Preset, dict[Signal, tuple[Source, ...]]] = {
 
 def sources(preset: Preset, signal: Signal) -> tuple[Source, ...]:
     return PRESETS[preset].get(signal, ())
+
+
+# ---- per-pod load (drain-aware scale-down, issue 15 item 3) ---------------------------
+
+#: The label naming the pod a series was scraped from. The Prometheus Operator's
+#: PodMonitor and ServiceMonitor add it (``pod``, from ``__meta_kubernetes_pod_name``),
+#: as does the usual ``kubernetes_sd_configs`` relabelling; the engines do not export it
+#: themselves.
+POD_LABEL = "pod"
+
+#: Per preset, the gauge of requests running on one engine, read ``sum by (pod)`` to
+#: rank a pool's pods before a scale-down (newest name first, ``_``-escaped last, as
+#: for the pool signal). Dynamo has none: its in-flight gauge is the frontend's, not a
+#: worker pod's, so a Dynamo pool's pods are never ranked (nothing is marked).
+PER_POD_RUNNING: dict[Preset, tuple[str, ...]] = {
+    Preset.vllm: ("vllm:num_requests_running", "vllm_num_requests_running"),
+    Preset.sglang: ("sglang:num_running_reqs", "sglang_num_running_reqs"),
+    Preset.dynamo: (),
+}

@@ -20,6 +20,10 @@ a person (``goodput plan`` may print them).
   how much of the rate window has samples (longest silence, present steps, the
   sample at the window start, sample count), for
   :func:`goodput.metrics.math.window_coverage` to tell a window that overlaps a gap.
+- **Per pod** (drain-aware scale-down): :func:`per_pod_running_query` reads the
+  preset's running-requests gauge ``sum by (pod)`` with each pod's newest sample time,
+  so the actuator can mark the least busy pods before a pool shrinks. Not a signal: it
+  is never missing, and its absence only means "do not mark".
 - **Disaggregated pools**: with both a prefill and a decode pool, TTFT is read at the
   prefill pool and ITL at the decode pool (where each is produced); an aggregated
   pool, or a lone pool, reads both. An explicit ``<role>.ttft``/``<role>.itl``
@@ -35,6 +39,8 @@ from typing import Literal
 
 from goodput.api.spec import Metrics, PoolRole, parse_duration
 from goodput.metrics.presets import (
+    PER_POD_RUNNING,
+    POD_LABEL,
     CounterRate,
     FleetSignal,
     GaugeAgg,
@@ -84,6 +90,9 @@ class PoolPlan:
     signals: dict[Signal, SignalPlan]
     # Newest sample timestamp per raw series name (label "name"), in URL-sized chunks.
     freshness_queries: tuple[str, ...]
+    # Running requests per pod (drain-aware scale-down), one query per gauge name of
+    # the preset, first with series wins (see per_pod_running_query).
+    per_pod_running: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -253,6 +262,20 @@ def coverage_queries(
     return tuple(queries)
 
 
+def per_pod_running_query(metric: str, matchers: str, pod_label: str = POD_LABEL) -> str:
+    """Running requests per pod and each pod's newest sample time, in one query:
+    ``sum by (pod)`` labelled ``stat="running"`` and ``max by (pod) (timestamp(...))``
+    labelled ``stat="newest"``, so a pod whose gauge went stale is told from a pod
+    with nothing running (``0``)."""
+    sel = selector(metric, matchers)
+    running = f"sum by ({pod_label}) ({sel})"
+    newest = f"max by ({pod_label}) (timestamp({sel}))"
+    return (
+        f'label_replace({running}, "stat", "running", "", "") or '
+        f'label_replace({newest}, "stat", "newest", "", "")'
+    )
+
+
 def substitute(promql: str, matchers: str, window: str) -> str:
     return promql.replace("$selector", matchers).replace("$window", window)
 
@@ -345,7 +368,8 @@ def build_plan(metrics: Metrics, roles: list[str], quality_query: str | None = N
             )
             for alt in alts:
                 fresh.extend(n for n in alt.series if n not in fresh)
-        pools[role] = PoolPlan(role, matchers, signals, freshness_queries(fresh, matchers))
+        per_pod = tuple(per_pod_running_query(m, matchers) for m in PER_POD_RUNNING[metrics.preset])
+        pools[role] = PoolPlan(role, matchers, signals, freshness_queries(fresh, matchers), per_pod)
     fleet: dict[FleetSignal, str] = {}
     fleet_windowed: set[FleetSignal] = set()
     good = metrics.overrides.get(FleetSignal.good_tokens_per_s.value)

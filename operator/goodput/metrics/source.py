@@ -43,6 +43,10 @@ What comes out (documented in docs/metrics.md too):
   ``0.0``, not partial.
 - Nothing raises: any unexpected error yields an all-missing observation with a note.
 
+``PoolObservation.running_requests_by_pod`` (drain-aware scale-down) is read with one
+query per pool (:func:`goodput.metrics.promql.per_pod_running_query`): fresh, valid
+values only; ``None`` when no series exist. It is not a signal (never in ``missing``).
+
 ``PoolObservation.ready_replicas`` is read only when a ``ready_replicas`` override
 gives its PromQL; otherwise it stays ``None`` (not missing) and the operator fills
 it from the /scale subresource (``observation.pools[role].model_copy(update=...)``).
@@ -73,7 +77,7 @@ from goodput.metrics.math import (
     window_overlaps,
     worst_coverage,
 )
-from goodput.metrics.presets import FleetSignal, Signal
+from goodput.metrics.presets import POD_LABEL, FleetSignal, Signal
 from goodput.metrics.promql import (
     SHARED_BETWEEN_POOLS,
     Alternative,
@@ -376,9 +380,10 @@ class _Observer:
                     res.notes.append(f"{plan.role}: Prometheus unreachable: {e}")
                     return res
                 res.notes.append(f"{plan.role}: freshness query refused ({e}); reading blind")
-        cov_result, reads = await asyncio.gather(
+        cov_result, reads, by_pod = await asyncio.gather(
             self.coverage(plan, self.coverage_names(plan, freshness)),
             asyncio.gather(*(self.signal(s, freshness) for s in plan.signals.values())),
+            self.per_pod(plan),
         )
         cov: _Coverage | None = cov_result if freshness is not None else None
         if cov is not None and cov.refused is not None:
@@ -395,9 +400,52 @@ class _Observer:
                     res.stale.append(sp.key)
             if read.note:
                 res.notes.append(f"{sp.key}: {read.note}")
-        res.obs = PoolObservation(role=plan.role, **values)
+        by_pod_values, by_pod_note = by_pod
+        if by_pod_note:
+            res.notes.append(f"{plan.role}.running_requests_by_pod: {by_pod_note}")
+        res.obs = PoolObservation(role=plan.role, running_requests_by_pod=by_pod_values, **values)
         self.mark_partial(res, plan, reads, cov)
         return res
+
+    async def per_pod(self, plan: PoolPlan) -> tuple[dict[str, float] | None, str | None]:
+        """Running requests per pod, for drain-aware scale-down (never raises).
+
+        The first gauge name with series wins. A pod is listed only with a finite,
+        non-negative value whose newest sample is within ``maxStaleness``: an absent,
+        stale or garbage value leaves the pod out (its load is unknown, not zero), and
+        the actuator marks nothing for a pool whose pods it cannot all rank."""
+        oldest_ok = self.now - self.src.max_staleness_s
+        for promql in plan.per_pod_running:
+            try:
+                samples = await self.q(promql)
+            except QueryError as e:
+                return None, f"query failed ({e}); pods not ranked"
+            running: dict[str, float] = {}
+            newest: dict[str, float] = {}
+            for smp in samples:
+                pod = smp.labels.get(POD_LABEL)
+                if not pod:
+                    continue
+                stat = smp.labels.get("stat")
+                if stat == "running":
+                    running[pod] = smp.value
+                elif stat == "newest":
+                    newest[pod] = smp.value
+            if not running:
+                continue
+            out = {
+                pod: v
+                for pod, v in running.items()
+                if math.isfinite(v) and v >= 0 and newest.get(pod, -math.inf) >= oldest_ok
+            }
+            dropped = sorted(set(running) - set(out))
+            note = (
+                f"no fresh, valid value for pod(s) {', '.join(dropped)}: their load is unknown"
+                if dropped
+                else None
+            )
+            return out, note
+        return None, None
 
     def coverage_names(
         self, plan: PoolPlan, freshness: dict[str, float] | None

@@ -178,6 +178,12 @@ def main(argv: list[str]) -> int:
         metavar="SECONDS",
         help="how long a keep-alive counts: the takeover time when a replica is killed",
     )
+    parser.add_argument(
+        "--no-drain",
+        action="store_true",
+        help="do not mark the least busy pods (pod-deletion-cost) before a Deployment "
+        "shrinks: its ReplicaSet then removes the newest pods, in-flight requests and all",
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -197,6 +203,10 @@ def main(argv: list[str]) -> int:
 
     from goodput.operator import handlers  # registers the handlers
 
+    if args.no_drain:
+        from goodput.operator import reconcile
+
+        reconcile.DRAIN_BY_DEFAULT = False
     clusterwide = args.all_namespaces or not args.namespace
     run = handlers.RUN
     run.priority = prio

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
+from goodput.actuator import drain
 from goodput.actuator.behavior import tier_key
 from goodput.actuator.claims import Claim, first_claimant
 from goodput.actuator.kube import TargetError, WorkloadScale, api_error
@@ -27,7 +28,7 @@ from goodput.api.status import ConditionType, GoodputPolicyStatus
 from goodput.observation import Observation
 from goodput.operator.conclude import conclude
 from goodput.operator.decide import decide
-from goodput.operator.facts import Blocker, Facts, Outcome, Target, WriteResult
+from goodput.operator.facts import Blocker, Event, Facts, Outcome, Target, Write, WriteResult
 from goodput.plan import Allocation
 from goodput.planner import GoodputPlanner, resolve_profile
 from goodput.ports import ObservationSource
@@ -44,6 +45,25 @@ class ScaleClient(Protocol):
     async def write(self, ref: TargetRef, namespace: str, replicas: int) -> None: ...
     async def other_autoscalers(self, ref: TargetRef, namespace: str) -> list[str]: ...
     async def claims(self, namespace: str) -> list[Claim]: ...
+
+
+@runtime_checkable
+class DrainClient(Protocol):
+    """The drain edge of a scale client (``KubeScaleClient``): optional, so a client
+    without it (the twin's SimCluster, test fakes) scales without marking pods."""
+
+    async def drain_before_scale_down(
+        self,
+        ref: TargetRef,
+        namespace: str,
+        running: Mapping[str, float] | None,
+        to_replicas: int,
+    ) -> tuple[drain.DrainChoice, dict[str, str]]: ...
+
+
+#: Drain-aware scale-down for Reconcilers built without ``drain_aware=``; ``goodput run
+#: --no-drain`` turns it off for the whole process.
+DRAIN_BY_DEFAULT = True
 
 
 @dataclass(frozen=True)
@@ -75,10 +95,12 @@ class Reconciler:
         scale: ScaleClient,
         source_factory: Callable[[GoodputPolicySpec, str], Any],
         clock: Callable[[], float] = time.time,
+        drain_aware: bool | None = None,
     ) -> None:
         self.scale = scale
         self.source_factory = source_factory
         self.clock = clock
+        self.drain_aware = DRAIN_BY_DEFAULT if drain_aware is None else drain_aware
         self._runtime: _Runtime | None = None
 
     async def tick(
@@ -93,14 +115,59 @@ class Reconciler:
         intent = decide(facts)
         results: list[WriteResult] = []
         refs = _refs(facts.spec) if facts.spec is not None else {}
+        drained: list[Event] = []
         for w in intent.writes:
+            if not w.up:  # drain-aware scale-down: mark the pods to go first
+                try:
+                    drained += await self._drain(facts, refs[w.key], policy.namespace, w)
+                except Exception:  # never blocks the scale-down (the budget comes first)
+                    log.exception("drain marking before %s failed", w.target)
             try:
                 await self.scale.write(refs[w.key], policy.namespace, w.to_replicas)
             except Exception as err:  # refused: record it, attempt nothing after it
                 results.append(WriteResult(w, api_error(err)))
                 break
             results.append(WriteResult(w))
-        return conclude(facts, intent, results)
+        out = conclude(facts, intent, results)
+        out.events.extend(drained)
+        return out
+
+    # ---- drain-aware scale-down (issue 15, item 3) ----------------------------------
+
+    async def _drain(self, facts: Facts, ref: TargetRef, namespace: str, w: Write) -> list[Event]:
+        """Before a pool shrinks, mark its least busy pods with pod-deletion-cost
+        (``goodput.actuator.drain`` chooses; the scale client reads pods and patches).
+
+        Never blocks the scale-down (the budget comes first): a skip or a refused patch
+        is reported (event ``DrainMarked``, log line), then the write goes ahead. KV
+        tiers (no requests of their own), scale clients without the drain edge (the
+        twin, test fakes) and ``goodput run --no-drain`` mark nothing."""
+        if not self.drain_aware or not isinstance(self.scale, DrainClient):
+            return []
+        if w.key.startswith("tier:"):
+            return []
+        pool = facts.observation.pools.get(w.key) if facts.observation is not None else None
+        running = pool.running_requests_by_pod if pool is not None else None
+        choice, failed = await self.scale.drain_before_scale_down(
+            ref, namespace, running, w.to_replicas
+        )
+        if choice.skip is drain.Skip.NotShrinking:
+            return []
+        warn, message = drain.summary(
+            f"before {w.target} {w.from_replicas} -> {w.to_replicas}", choice, failed
+        )
+        log.info(
+            "drain %s",
+            message,
+            extra={
+                "namespace": namespace,
+                "reason": Reason.DrainMarked.value,
+                "target": w.target,
+                "pods": {n: choice.loads.get(n) for n in choice.chosen},
+                "skip": choice.skip.value if choice.skip is not None else None,
+            },
+        )
+        return [Event("Warning" if warn else "Normal", Reason.DrainMarked, message)]
 
     async def _facts(
         self,
