@@ -462,3 +462,55 @@ def test_refusals_leave_the_route_unchanged() -> None:
     plan_weights(route, ME, OWNED, {A: 50, B: 50})
     plan_weights(_route(), ME, OWNED, {A: 70, B: 30})
     assert route == before
+
+
+# -- the edge's error words (the API server's Status bodies as it sends them) -------------
+
+
+def _api_exception(status: int, reason: str, body: dict[str, Any]) -> Exception:
+    import json
+
+    from kubernetes.client.exceptions import ApiException
+
+    err = ApiException(status=status, reason=reason)
+    err.body = json.dumps(body)
+    return err
+
+
+def test_read_errors_tell_a_missing_route_from_a_missing_kind() -> None:
+    from goodput.actuator.route_kube import _read_error
+
+    route_404 = _api_exception(
+        404,
+        "Not Found",
+        {
+            "kind": "Status",
+            "message": 'httproutes.gateway.networking.k8s.io "llm" not found',
+            "reason": "NotFound",
+            "details": {"name": "llm", "group": "gateway.networking.k8s.io", "kind": "httproutes"},
+            "code": 404,
+        },
+    )
+    err = _read_error(route_404, "chat", "llm")
+    assert err.reason is Reason.RouteNotFound and err.status == 404
+    assert err.message == "HTTPRoute chat/llm not found; nothing changed"
+
+    kind_404 = _api_exception(
+        404,
+        "Not Found",
+        {"kind": "Status", "message": "the server could not find the requested resource"},
+    )
+    err = _read_error(kind_404, "chat", "llm")
+    assert err.reason is Reason.RouteNotFound
+    assert "Gateway API CRDs installed?" in err.message
+    assert "the server could not find the requested resource" in err.message
+
+    forbidden = _api_exception(
+        403,
+        "Forbidden",
+        {"kind": "Status", "message": 'httproutes.gateway.networking.k8s.io "llm" is forbidden'},
+    )
+    err = _read_error(forbidden, "chat", "llm")
+    assert err.reason is Reason.RouteRefused
+    assert "403 Forbidden: httproutes.gateway.networking.k8s.io" in err.message
+    assert "grant the operator get on httproutes.gateway.networking.k8s.io" in err.message

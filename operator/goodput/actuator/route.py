@@ -124,6 +124,38 @@ class RoutePatch:
         return bool(self.ops)
 
 
+@dataclass(frozen=True)
+class RouteUpdate:
+    """What a write did: the split before and after (as the API server returned the
+    route), whether anything was written, and the stale owner taken over, if any."""
+
+    before: RouteWeights
+    after: RouteWeights
+    written: bool
+    took_over_from: str | None = None
+
+
+class RouteError(Exception):
+    """A route that was not edited: a refusal of ours (``reason`` from the refusal) or
+    the API server's (``status`` set, ``message`` in its words). Every implementation
+    of the traffic router raises this one type, so the tick has one thing to catch."""
+
+    def __init__(self, reason: Reason, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+    @classmethod
+    def of(cls, refusal: RouteRefusal) -> RouteError:
+        return cls(refusal.reason, refusal.message)
+
+
+class RouteConflict(RouteError):
+    """The route changed between the read and the write (its resourceVersion moved):
+    someone else edits it too. Nothing was written; the next tick reads it afresh."""
+
+
 def route_id(route: Mapping[str, Any]) -> str:
     meta = route.get("metadata") if isinstance(route, Mapping) else None
     meta = meta if isinstance(meta, Mapping) else {}
