@@ -8,6 +8,7 @@ tests/integration/test_drain_scale_down.py."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +24,11 @@ from goodput.metrics.source import PrometheusObservationSource
 from goodput.observation import Observation, PoolObservation
 from goodput.operator.reconcile import PolicyRef, Reconciler
 from goodput.reasons import Reason
+from goodput.sim.cluster import SimCluster, inflight_lost
+from goodput.sim.engine import DECODE, FEWEST_RUNNING, NEWEST, PREFILL, SERVING, Twin
 from tests.unit.test_metrics_source import NOW, FakeProm, fresh_for, healthy_values
+from tests.unit.test_sim_cluster import busy
+from tests.unit.test_sim_cluster import scenario as sim_scenario
 
 # ---- the pure choice ----------------------------------------------------------------
 
@@ -406,3 +411,63 @@ def test_no_drain_marks_nothing_and_posts_nothing() -> None:
     scale, out = _over_budget_tick({"decode-0": 9.0}, drain_aware=False)
     assert scale.calls == [("write", "decode", 1)]
     assert not [e for e in out.events if e.reason is Reason.DrainMarked]
+
+
+# ---- the twin: in-flight requests on the replicas a scale-down removes -------------
+
+
+@pytest.mark.parametrize("choice", [FEWEST_RUNNING, NEWEST])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_twin_counts_the_requests_on_the_replicas_it_removes(choice: str, seed: int) -> None:
+    """Four decode replicas serving a busy trace (one added later, so "newest" is a
+    choice); a shrink by two removes, one at a time, the serving replica the choice
+    names, and its in-flight requests are the write's ``inflight_lost``."""
+    sc = sim_scenario(budget=6)
+    sc = dataclasses.replace(sc, twin=dataclasses.replace(sc.twin, scale_down_choice=choice))
+    tw = Twin(sc.twin, busy(n=900, span=60.0, seed=seed))
+    cl = SimCluster(tw, sc, startup_delay_s=0.0)
+    cl.start({PREFILL: 2, DECODE: 3})
+    tw.run_until(10.0)
+    cl.set_replicas(DECODE, 4)  # ready at once: the newest replica
+    tw.run_until(30.0)
+    expected = 0
+    for _ in range(2):
+        serving = [r for r in tw.replicas if r.role == DECODE and r.state == SERVING]
+        if choice == NEWEST:
+            victim = max(serving, key=lambda r: (r.ready_at, r.id))
+        else:
+            victim = min(serving, key=lambda r: (r.running_requests(), -r.id))
+        expected += victim.running_requests()
+        assert tw.remove_replica(DECODE, tw.now)
+        assert tw.removals[-1].replica == victim.id
+    assert tw.inflight_lost == expected
+    # Through a write: the same accounting lands in the write's log.
+    serving = [r for r in tw.replicas if r.role == DECODE and r.state == SERVING]
+    cl.spec[DECODE] = len(serving)
+    before = tw.inflight_lost
+    cl.set_replicas(DECODE, len(serving) - 1)
+    assert cl.writes[-1].inflight_lost == tw.inflight_lost - before
+    assert inflight_lost(cl.writes) == tw.inflight_lost - expected
+
+
+def test_fewest_running_never_loses_more_than_newest_at_the_same_instant() -> None:
+    """From the same state (a fork), removing the least busy replica puts no more
+    requests at risk than removing the newest: the deletion cost's point."""
+    sc = sim_scenario(budget=6)
+    tw = Twin(sc.twin, busy(n=900, span=60.0, seed=3))
+    cl = SimCluster(tw, sc, startup_delay_s=0.0)
+    cl.start({PREFILL: 2, DECODE: 4})
+    tw.run_until(20.0)
+    lost = {}
+    for choice in (FEWEST_RUNNING, NEWEST):
+        f = tw.fork()
+        f.cfg = dataclasses.replace(f.cfg, scale_down_choice=choice)
+        f.remove_replica(DECODE, f.now)
+        lost[choice] = f.inflight_lost
+    assert lost[FEWEST_RUNNING] <= lost[NEWEST]
+
+
+def test_an_unknown_choice_is_refused() -> None:
+    sc = sim_scenario()
+    with pytest.raises(ValueError, match="scale_down_choice"):
+        dataclasses.replace(sc.twin, scale_down_choice="oldest")

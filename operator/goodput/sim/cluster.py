@@ -15,7 +15,10 @@ one per KV tier, keyed ``tier:<name>``, as in the operator):
   the start-up delay (its model load);
 - ``template_gpus`` is the pool's GPUs per replica from the scenario;
   ``other_autoscalers`` and ``claims`` are empty (the twin has one writer);
-- a KV tier's replicas hold no drain or start-up: the tier is resized at once.
+- a KV tier's replicas hold no drain or start-up: the tier is resized at once;
+- each write's log (``WriteLog.inflight_lost``) counts the requests in flight on the
+  serving replicas it removed, chosen as ``TwinConfig.scale_down_choice`` says (fewest
+  running, as drain-aware marking asks, or newest, a ReplicaSet's default).
 
 The cluster only *measures* the budget: it accepts any write, as the API server does,
 and counts GPUs held (draining replicas included) after every change, so a write order
@@ -58,6 +61,14 @@ class WriteLog:
     key: str
     from_replicas: int
     to_replicas: int
+    # Requests in flight on the serving replicas this write removed (the twin's
+    # TwinConfig.scale_down_choice picks them): lost unless the pods drain them.
+    inflight_lost: int = 0
+
+
+def inflight_lost(writes: list[WriteLog]) -> int:
+    """In-flight requests on the replicas a run's scale-downs removed (RunResult.writes)."""
+    return sum(w.inflight_lost for w in writes)
 
 
 @dataclass
@@ -232,9 +243,11 @@ class SimCluster:
         """``spec.replicas = replicas``, reconciled at once (see the module doc)."""
         now = self.twin.now
         before = self.spec[key]
+        lost_before = self.twin.inflight_lost
         self._set(key, replicas, now, delay=self.startup_delay_s)
         if replicas != before:
-            self.writes.append(WriteLog(now, key, before, replicas))
+            lost = self.twin.inflight_lost - lost_before
+            self.writes.append(WriteLog(now, key, before, replicas, lost))
         self.account.sample(now, self.gpus_held())
 
     def _set(self, key: str, replicas: int, now: float, delay: float) -> None:

@@ -19,7 +19,15 @@ Modelling choices (stated, not hidden):
 - aggregated replicas give prefill priority (vLLM's default without chunked prefill):
   a prefill batch pauses decoding at the next step boundary;
 - KV tiers are LRU caches over 512-token prefix blocks shared by the pool; a hit
-  removes prefill work and costs its load time at the tier's bandwidth.
+  removes prefill work and costs its load time at the tier's bandwidth;
+- a scale-down cancels a starting replica first (a ReplicaSet removes not-ready pods
+  first), else takes a serving one out by ``TwinConfig.scale_down_choice``:
+  ``fewest-running`` (the default: what pod-deletion-cost marks from the operator's
+  drain-aware scale-down ask for) or ``newest`` (a ReplicaSet without the annotation:
+  the most recently ready pod). The victim drains (finishes its requests, as a pod
+  whose preStop waits for them); the requests it had in flight at that instant, those
+  a pod without such a drain would lose, are counted in ``Twin.inflight_lost`` and
+  ``Twin.removals``.
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ DECODE = "decode"
 AGGREGATED = "aggregated"
 
 STARTING, SERVING, DRAINING, GONE = 0, 1, 2, 3
+
+#: Which serving replica a scale-down removes (see the module doc).
+FEWEST_RUNNING, NEWEST = "fewest-running", "newest"
+SCALE_DOWN_CHOICES = (FEWEST_RUNNING, NEWEST)
 
 _EV_READY, _EV_PREFILL_DONE, _EV_DECODE_ARRIVE, _EV_DECODE_STEP = 0, 1, 2, 3
 
@@ -64,11 +76,17 @@ class TwinConfig:
     tiers: tuple[TierSpec, ...] = ()
     kv_link_bytes_per_s: float = 50e9
     block_tokens: int = 512
+    scale_down_choice: str = FEWEST_RUNNING  # FEWEST_RUNNING | NEWEST
 
     def __post_init__(self) -> None:
         roles = set(self.pools)
         if roles not in ({PREFILL, DECODE}, {AGGREGATED}):
             raise ValueError(f"pools must be prefill+decode or aggregated, got {sorted(roles)}")
+        if self.scale_down_choice not in SCALE_DOWN_CHOICES:
+            raise ValueError(
+                f"scale_down_choice must be one of {SCALE_DOWN_CHOICES}, "
+                f"got {self.scale_down_choice!r}"
+            )
 
     @property
     def disaggregated(self) -> bool:
@@ -120,6 +138,11 @@ class Replica:
     def idle(self) -> bool:
         return not self.prefilling and self.n == 0
 
+    def running_requests(self) -> int:
+        """Requests in flight here: its prefill batch and its decode batch (vLLM's
+        ``num_requests_running``)."""
+        return self.n + len(self.prefill_batch)
+
     def clone(self) -> Replica:
         r = Replica.__new__(Replica)
         for name in Replica.__slots__:
@@ -127,6 +150,16 @@ class Replica:
         r.running = list(self.running)
         r.prefill_batch = list(self.prefill_batch)
         return r
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One serving replica taken out of service by a scale-down."""
+
+    t: float
+    role: str
+    replica: int
+    inflight: int  # requests it was running (prefill batch + decode batch) at that instant
 
 
 @dataclass
@@ -173,6 +206,7 @@ class Twin:
         self.prefill_q: deque[int] = deque()
         self.decode_q: deque[int] = deque()
         self.counters = Counters()
+        self.removals: list[Removal] = []  # serving replicas removed, in order
         self.tier_replicas: dict[str, int] = {t.name: 0 for t in cfg.tiers}
         # Only one KV geometry per fleet: the decode (or aggregated) pool's model.
         self._serve_role = DECODE if cfg.disaggregated else AGGREGATED
@@ -215,6 +249,7 @@ class Twin:
             list(c.completed),
             list(c.prefilled),
         )
+        f.removals = list(self.removals)
         f.tier_replicas = dict(self.tier_replicas)
         f._tiers = [OrderedDict(t) for t in self._tiers]
         f._tier_cap_blocks = list(self._tier_cap_blocks)
@@ -237,9 +272,9 @@ class Twin:
         return rep.id
 
     def remove_replica(self, role: str, now: float) -> bool:
-        """Take one replica out of service: a starting one is cancelled, else the least
-        loaded serving one drains (finishes its work, takes none) and frees its GPUs
-        when empty."""
+        """Take one replica out of service: a starting one is cancelled, else a serving
+        one chosen by ``cfg.scale_down_choice`` drains (finishes its work, takes none)
+        and frees its GPUs when empty; its in-flight requests are counted."""
         starting = [r for r in self.replicas if r.role == role and r.state == STARTING]
         if starting:
             victim = max(starting, key=lambda r: r.ready_at)
@@ -249,7 +284,11 @@ class Twin:
         serving = [r for r in self.replicas if r.role == role and r.state == SERVING]
         if not serving:
             return False
-        victim = min(serving, key=lambda r: (r.n + len(r.prefill_batch), -r.id))
+        if self.cfg.scale_down_choice == NEWEST:
+            victim = max(serving, key=lambda r: (r.ready_at, r.id))
+        else:
+            victim = min(serving, key=lambda r: (r.running_requests(), -r.id))
+        self.removals.append(Removal(now, role, victim.id, victim.running_requests()))
         victim.state = DRAINING
         if role == PREFILL:
             self._resize_hbm_cache()
@@ -317,6 +356,12 @@ class Twin:
 
     def pending(self) -> bool:
         return bool(self.events) or self._next_arrival < len(self.arrival)
+
+    @property
+    def inflight_lost(self) -> int:
+        """Requests in flight on the serving replicas scale-downs removed: lost unless
+        the pods drain them (preStop), finished here (the twin drains)."""
+        return sum(r.inflight for r in self.removals)
 
     def in_flight(self) -> int:
         return sum(1 for f in self.finish if math.isnan(f)) - (
