@@ -16,6 +16,7 @@ import pytest
 from kopf.testing import KopfRunner
 
 from goodput.api.crd import render as render_crd
+from tests.harness import gateway_api
 from tests.harness.cluster import LocalCluster
 from tests.harness.prometheus import PrometheusServer
 from tests.harness.tools import tools
@@ -72,6 +73,12 @@ def crd(cluster: LocalCluster) -> None:
     cluster.kubectl(
         "wait", "--for=condition=established", "--timeout=60s", "crd/goodputpolicies.goodput.dev"
     )
+
+
+@pytest.fixture(scope="session")
+def gateway_api_crds(cluster: LocalCluster) -> list[str]:
+    """The Gateway API's standard-channel CRDs (v1.6.3), Established; their names."""
+    return gateway_api.install(cluster)
 
 
 @pytest.fixture

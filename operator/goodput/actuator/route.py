@@ -236,10 +236,11 @@ def plan_weights(
     foreign = [(j, ref) for j, ref in enumerate(rule) if j not in found.positions.values()]
     if foreign:
         listed = ", ".join(f"{_ref_text(ref, ns)} (weight {_weight(ref)})" for _, ref in foreign)
+        its, it = ("its", "it") if len(foreign) == 1 else ("their", "them")
         return _refuse(
             f"rule {found.weights.rule} of {where} also sends traffic to {listed}, which"
-            f" policy {owner} does not own: its weight would distort the shares the policy"
-            " sets; move it to a rule of its own or declare it as a variant of the policy"
+            f" policy {owner} does not own: {its} weight would distort the shares the policy"
+            f" sets; move {it} to a rule of {its} own or declare {it} as a variant of the policy"
         )
 
     rv = found.weights.resource_version

@@ -232,8 +232,8 @@ def _read_error(err: Any, namespace: str, name: str) -> RouteError:
         # No details: the resource itself is not served.
         return RouteError(
             Reason.RouteNotFound,
-            f"the API server serves no HTTPRoute in {GROUP}/{VERSION} ({words}): are the"
-            " Gateway API CRDs installed?; nothing changed",
+            f"the API server serves no HTTPRoute in {GROUP}/{VERSION} ({words}; are the"
+            " Gateway API CRDs installed?); nothing changed",
             status,
         )
     if status == 403:
