@@ -4,8 +4,9 @@
 peering object are applied to the real API server (the workload is not: KWOK would not
 run it), and `goodput run` is started as a process with the chart's own arguments and
 a TokenRequest kubeconfig of the chart's ServiceAccount. It runs ticks on a policy that
-reads a Secret, is over its budget (so it patches /scale) and carries the finalizer of
-older versions (so kopf patches it off). Then:
+reads a Secret, is over its budget (so it patches /scale, after the decode pods'
+pod-deletion-cost: per-pod running requests are served for them) and carries the
+finalizer of older versions (so kopf patches it off). Then:
 
 * its log has no ERROR line and no word of a refused permission, at any level;
 * the API server's audit log shows no request of that ServiceAccount refused, and every
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +37,10 @@ from tests.harness.chart import (
 )
 from tests.harness.cluster import LocalCluster
 from tests.harness.operator import OperatorProcess
+from tests.harness.pod_load import PodLoadExporter
 from tests.harness.process import wait_until
 from tests.harness.prometheus import PrometheusServer
+from tests.integration.exporters import ExporterHub
 from tests.integration.test_operator import _deployment, _events, _policy, _replicas, _status
 
 pytestmark = pytest.mark.integration
@@ -50,11 +54,16 @@ NOT_EXERCISED = {
     ("leaderworkerset.x-k8s.io", "leaderworkersets", "get"): "LWS CRD not installed",
     ("leaderworkerset.x-k8s.io", "leaderworkersets/scale", "get"): "LWS CRD not installed",
     ("leaderworkerset.x-k8s.io", "leaderworkersets/scale", "patch"): "LWS CRD not installed",
+    **{
+        ("gateway.networking.k8s.io", "httproutes", verb): "no traffic split (issue 13) here"
+        for verb in ("get", "list", "watch", "patch")
+    },
 }
 DENIED = [
     ("patch", "deployments.apps"),  # /scale only, never the spec
     ("delete", "deployments.apps"),
     ("create", "pods"),
+    ("delete", "pods"),  # patch only: the pod-deletion-cost annotation, never a delete
     ("list", "secrets"),
     ("get", "goodputpolicies.goodput.dev"),
     ("delete", "goodputpolicies.goodput.dev"),
@@ -110,6 +119,42 @@ def _can(cluster: LocalCluster, user: str, verb: str, resource: str, ns: str) ->
     return out.stdout.strip() == "yes"
 
 
+@pytest.fixture
+def pod_loads(prometheus: PrometheusServer) -> Iterator[tuple[ExporterHub, str]]:
+    hub = ExporterHub().start()
+    job = f"rbac-{int(time.time() * 1000) % 10**8}"
+    prometheus.add_target(job, hub.target)
+    try:
+        yield hub, job
+    finally:
+        hub.stop()
+
+
+def _serve_pod_loads(
+    cluster: LocalCluster,
+    prometheus: PrometheusServer,
+    pod_loads: tuple[ExporterHub, str],
+    ns: str,
+) -> str:
+    """Running requests per decode pod (by its real name), and nothing else: every
+    other signal stays missing (the policy holds with MetricsMissing)."""
+    hub, job = pod_loads
+
+    def decode_pods() -> list[str]:
+        out = cluster.kubectl(
+            "get", "pods", "-n", ns, "-l", "app=decode", "-o", "jsonpath={.items[*].metadata.name}"
+        ).stdout
+        return out.split()
+
+    wait_until(lambda: len(decode_pods()) == 2, 60, "2 decode pods")
+    exporter = PodLoadExporter("op", "decode")
+    exporter.set(dict(zip(sorted(decode_pods()), (3.0, 0.0), strict=True)))
+    hub.add(exporter)  # type: ignore[arg-type]  # any collector: the hub merges families
+    sel = f'vllm:num_requests_running{{job="{job}",pool="decode"}}'
+    wait_until(lambda: len(prometheus.query(sel)) == 2, 30, "the per-pod series")
+    return job
+
+
 @pytest.mark.parametrize("scope", ["namespaced", "clusterwide"])
 def test_chart_rbac_is_what_the_operator_uses(
     cluster: LocalCluster,
@@ -117,6 +162,7 @@ def test_chart_rbac_is_what_the_operator_uses(
     helm_bin: Path,
     tmp_path: Path,
     scope: str,
+    pod_loads: tuple[ExporterHub, str],
 ) -> None:
     ns = cluster.create_namespace("rbac")
     release = f"rbac-{scope[0]}{int(time.time() * 1000) % 100000}"
@@ -130,9 +176,12 @@ def test_chart_rbac_is_what_the_operator_uses(
     apply_parts(cluster, docs, *RBAC_KINDS, *PEERING_KINDS)
     kubeconfig = cluster.service_account_kubeconfig(RELEASE_NS, sa, tmp_path / "kubeconfig")
 
-    # A policy that exercises every path: auth Secret, over budget, older finalizer.
+    # A policy that exercises every path: auth Secret, over budget, older finalizer,
+    # and drain-aware scale-down (per-pod running requests of the decode pods, so the
+    # shrink patches their pod-deletion-cost first).
     cluster.apply(_deployment("prefill", ns, 1, 1))
     cluster.apply(_deployment("decode", ns, 2, 1))
+    job = _serve_pod_loads(cluster, prometheus, pod_loads, ns)
     cluster.apply(
         {
             "apiVersion": "v1",
@@ -141,7 +190,7 @@ def test_chart_rbac_is_what_the_operator_uses(
             "stringData": {"token": "s3cret"},
         }
     )
-    policy = _policy(ns, prometheus.url, "no-such-job", "Enforce")
+    policy = _policy(ns, prometheus.url, job, "Enforce")
     policy["spec"]["gpuBudget"] = 2
     policy["spec"]["metrics"]["auth"] = {"bearerTokenSecretRef": {"name": "prom", "key": "token"}}
     policy["metadata"]["finalizers"] = ["goodput.dev/finalizer"]
@@ -195,6 +244,8 @@ def _run_and_check(
     )
     wait_until(lambda: _finalizers(cluster, ns) in ("", "[]"), 30, "kopf to drop the old finalizer")
     assert any(e["reason"] == Reason.OverBudget.value for e in _events(cluster, ns))
+    drained = [e for e in _events(cluster, ns) if e["reason"] == Reason.DrainMarked.value]
+    assert drained and "0 refused" in drained[0]["message"], drained
     assert op.metric("goodput_operator_active") == 1.0
     time.sleep(5)  # a few more ticks (interval 2 s)
     ran = time.monotonic() - started

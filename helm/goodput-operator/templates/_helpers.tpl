@@ -47,10 +47,17 @@ tests/integration/test_operator_rbac.py against the API server's audit log of a 
 - apiGroups: ["leaderworkerset.x-k8s.io"]
   resources: ["leaderworkersets/scale"]
   verbs: ["get", "patch"]
-# Count the pods that hold GPUs (terminating ones too) before growing a pool.
+# Count the pods that hold GPUs (terminating ones too) before growing a pool. patch:
+# before a Deployment shrinks, mark its least busy pods with the
+# controller.kubernetes.io/pod-deletion-cost annotation so its ReplicaSet removes them
+# first (drain-aware scale-down; `goodput run --no-drain` turns it off).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "patch"]
+# traffic split between model variants (issue 13)
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "patch"]
 # Refuse to fight another autoscaler on the same target.
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
