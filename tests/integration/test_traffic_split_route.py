@@ -9,6 +9,7 @@ import asyncio
 import copy
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,3 +294,66 @@ def test_missing_route_is_not_found_for_read_and_write(
             )
         )
     assert write.value.reason is Reason.RouteNotFound
+
+
+def _service_account_client(
+    cluster: LocalCluster, ns: str, name: str, verbs: list[str], tmp: Path
+) -> Any:
+    """A router authenticated as a ServiceAccount whose only permission is ``verbs`` on
+    httproutes: the rule the chart must grant, tested as the operator would hold it."""
+    from kubernetes import client, config
+
+    cluster.kubectl("create", "serviceaccount", name, "-n", ns)
+    cluster.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": ns},
+            "rules": [
+                {
+                    "apiGroups": ["gateway.networking.k8s.io"],
+                    "resources": ["httproutes"],
+                    "verbs": verbs,
+                }
+            ],
+        }
+    )
+    cluster.kubectl(
+        "create", "rolebinding", name, "-n", ns, f"--role={name}", f"--serviceaccount={ns}:{name}"
+    )
+    kubeconfig = cluster.service_account_kubeconfig(ns, name, tmp / f"{name}.kubeconfig")
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+def test_get_and_patch_on_httproutes_is_all_the_router_needs(
+    cluster: LocalCluster, ns: str, tmp_path: Path
+) -> None:
+    cluster.apply(_route("rbac", ns))
+    owner = RouteOwner(ns, "support")
+    writer = _service_account_client(cluster, ns, "split-writer", ["get", "patch"], tmp_path)
+    reader = _service_account_client(cluster, ns, "split-reader", ["get"], tmp_path)
+    try:
+        router = KubeTrafficRouter(writer)
+        done = asyncio.run(router.set_weights(ns, "rbac", owner, OWNED, {FAST: 35, GOOD: 65}))
+        assert done.written and done.after.weights == {FAST: 35, GOOD: 65}
+        assert asyncio.run(router.read_weights(ns, "rbac", OWNED)).weights == {FAST: 35, GOOD: 65}
+        assert asyncio.run(router.release(ns, "rbac", owner))
+
+        rv = _get(cluster, ns, "rbac")["metadata"]["resourceVersion"]
+        with pytest.raises(RouteError) as refused:
+            asyncio.run(
+                KubeTrafficRouter(reader).set_weights(
+                    ns, "rbac", owner, OWNED, {FAST: 50, GOOD: 50}
+                )
+            )
+        assert refused.value.status == 403
+        assert refused.value.reason is Reason.RouteRefused
+        msg = refused.value.message
+        assert "grant the operator patch on httproutes.gateway.networking.k8s.io" in msg
+        assert "cannot patch resource" in msg  # the API server's words
+        assert _get(cluster, ns, "rbac")["metadata"]["resourceVersion"] == rv
+    finally:
+        writer.close()
+        reader.close()
