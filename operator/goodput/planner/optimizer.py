@@ -458,3 +458,66 @@ def headroom(
 def _good(stages: dict[str, tuple[float, float]]) -> float:
     """Goodput of two stages in series, each given as (rate served, attainment)."""
     return min(stages["ttft"][0], stages["itl"][0]) * stages["ttft"][1] * stages["itl"][1]
+
+
+def best_by_gpus(problem: Problem) -> np.ndarray:
+    """For every GPU count g in 0..budget, the highest goodput (requests/s within the SLO)
+    of any allocation within the pools' bounds holding at most g GPUs (``-inf`` where
+    not even the minimums fit): the same curves and goodput formula ``optimize`` scans,
+    for all budgets at once, so a caller can split one budget between several models
+    (the variant planner) without re-running the scan per split. Non-decreasing in g."""
+    out = np.full(problem.budget + 1, -np.inf)
+    for _, eff, tier_gpus in tier_options(problem):
+        spare = problem.budget - tier_gpus
+        if spare < 0:
+            continue
+        if len(problem.pools) == 1:
+            pool = problem.pools[0]
+            n_max = min(pool.hi, spare // pool.gpus_per_replica)
+            if n_max < pool.lo:
+                continue
+            ttft, itl = aggregated_curve(
+                pool.profile,
+                pool.factors.prefill,
+                pool.factors.decode,
+                problem.demand,
+                eff,
+                problem.ttft_slo_s,
+                problem.itl_slo_s,
+                n_max,
+            )
+            t, i = monotone(ttft), monotone(itl)
+            good = np.maximum.accumulate(t.served * t.attainment * i.attainment)
+            n = np.arange(pool.lo, n_max + 1)
+            np.maximum.at(out, n * pool.gpus_per_replica + tier_gpus, good[n])
+            continue
+        pre, dec = problem.pools
+        curves = _disagg_curves(problem, pre, dec, eff, spare)
+        if curves is None:
+            continue
+        cp_raw, cd_raw, p_max, d_max = curves
+        cp, cd = monotone(cp_raw), monotone(cd_raw)
+        ps, ds = np.meshgrid(np.arange(pre.lo, p_max + 1), np.arange(dec.lo, d_max + 1))
+        cost = ps * pre.gpus_per_replica + ds * dec.gpus_per_replica + tier_gpus
+        vals = np.minimum(cp.served[ps], cd.served[ds]) * cp.attainment[ps] * cd.attainment[ds]
+        fits = cost <= problem.budget
+        np.maximum.at(out, cost[fits], vals[fits])
+    return np.asarray(np.maximum.accumulate(out), dtype=np.float64)
+
+
+def goodput_at(problem: Problem, pools: dict[str, int]) -> float:
+    """Goodput (requests/s within the SLO) of one fixed allocation at the problem's demand
+    and the tiers' current sizes: what the replicas serving now deliver, whatever the
+    bounds and the budget. Zero when a stage has no replica."""
+    counts = {p.role: pools.get(p.role, 0) for p in problem.pools}
+    if min(counts.values()) <= 0:
+        return 0.0
+    sizes = tuple(t.current for t in problem.tiers)
+    eff = cache_effect(problem, sizes, problem.pools[0].profile.kv_capacity_tokens)
+    curves = _stage_curves(problem, eff, counts, problem.demand)
+    t, i = curves["ttft"], curves["itl"]
+    if len(problem.pools) == 1:
+        n = counts[problem.pools[0].role]
+        return float(np.max((t.served * t.attainment * i.attainment)[: n + 1]))
+    p, d = counts[problem.pools[0].role], counts[problem.pools[1].role]
+    return float(min(t.served[p], i.served[d]) * t.attainment[p] * i.attainment[d])

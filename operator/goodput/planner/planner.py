@@ -421,6 +421,56 @@ def _alternative(c: Candidate, output_tokens: float, quality: float) -> Alternat
     )
 
 
+def _violation_floors(
+    ctx: _Context, obs: Observation, current: Allocation, tiers: tuple[TierInput, ...]
+) -> dict[str, int]:
+    """A pool missing its SLO now is not shrunk (unless those floors exceed the budget)."""
+    floors = {}
+    for pool in ctx.pools:
+        role = pool.role.value
+        cur = current.pools.get(role, pool.min_replicas)
+        if _violated(ctx, obs, role) and cur > pool.min_replicas:
+            floors[role] = min(cur, pool.max_replicas)
+    floor_gpus = sum(
+        floors.get(p.role.value, p.min_replicas) * ctx.gpr[p.role.value] for p in ctx.pools
+    ) + sum(t.lo * t.gpus_per_replica for t in tiers)
+    if floor_gpus > ctx.spec.gpu_budget:
+        floors = {}
+    return floors
+
+
+def _problem(
+    ctx: _Context,
+    tiers: tuple[TierInput, ...],
+    hit: float,
+    floors: Mapping[str, int],
+    demand: Demand,
+    factors: Mapping[str, Factors],
+    budget: int | None = None,
+) -> Problem:
+    return Problem(
+        demand=demand,
+        pools=tuple(
+            PoolInput(
+                role=p.role.value,
+                profile=ctx.profiles[p.role.value],
+                gpus_per_replica=ctx.gpr[p.role.value],
+                lo=floors.get(p.role.value, p.min_replicas),
+                hi=max(p.max_replicas, p.min_replicas),
+                factors=factors.get(p.role.value, Factors()),
+            )
+            for p in ctx.pools
+        ),
+        tiers=tiers,
+        budget=ctx.spec.gpu_budget if budget is None else budget,
+        ttft_slo_s=ctx.ttft_slo,
+        itl_slo_s=ctx.itl_slo,
+        attainment_target=ctx.spec.slo.attainment,
+        hit_fraction=hit,
+        hit_max=_hit_max(ctx, tiers, hit),
+    )
+
+
 def plan(
     spec: GoodputPolicySpec,
     observation: Observation,
@@ -489,40 +539,10 @@ def plan(
             ),
         )
     recent = tuple((t, d) for t, d in recent if now - t < patience)
-    floors = {}
-    for pool in ctx.pools:
-        role = pool.role.value
-        cur = current.pools.get(role, pool.min_replicas)
-        if _violated(ctx, observation, role) and cur > pool.min_replicas:
-            floors[role] = min(cur, pool.max_replicas)
-    floor_gpus = sum(
-        floors.get(p.role.value, p.min_replicas) * ctx.gpr[p.role.value] for p in ctx.pools
-    ) + sum(t.lo * t.gpus_per_replica for t in tiers)
-    if floor_gpus > spec.gpu_budget:
-        floors = {}
+    floors = _violation_floors(ctx, observation, current, tiers)
 
     def problem_for(demand: Demand, factors: Mapping[str, Factors]) -> Problem:
-        return Problem(
-            demand=demand,
-            pools=tuple(
-                PoolInput(
-                    role=p.role.value,
-                    profile=ctx.profiles[p.role.value],
-                    gpus_per_replica=ctx.gpr[p.role.value],
-                    lo=floors.get(p.role.value, p.min_replicas),
-                    hi=max(p.max_replicas, p.min_replicas),
-                    factors=factors.get(p.role.value, Factors()),
-                )
-                for p in ctx.pools
-            ),
-            tiers=tiers,
-            budget=spec.gpu_budget,
-            ttft_slo_s=ctx.ttft_slo,
-            itl_slo_s=ctx.itl_slo,
-            attainment_target=spec.slo.attainment,
-            hit_fraction=hit,
-            hit_max=_hit_max(ctx, tiers, hit),
-        )
+        return _problem(ctx, tiers, hit, floors, demand, factors)
 
     # The queue seen now may hold work from the previous interval: judge steadiness by
     # the higher of the two rates.
@@ -650,6 +670,115 @@ def _finish(
             else None
         ),
     )
+
+
+@dataclass(frozen=True)
+class PoolModel:
+    """One model's pools as the planner sees them at one instant: profiles corrected by
+    what was observed, the floors of pools missing their SLO, KV tiers and hit rate.
+
+    ``problem(demand, budget)`` is the optimizer's input for any load and GPU budget, so
+    a caller that splits traffic and GPUs between several models (the variant planner)
+    asks each model "what goodput at this load with these GPUs" with exactly the
+    single-model planner's physics; ``finish`` turns an optimizer result into the same
+    ``Plan`` (reason, binding limit, message) that ``plan`` returns."""
+
+    ctx: _Context
+    tiers: tuple[TierInput, ...]
+    hit: float
+    floors: dict[str, int]
+    factors: dict[str, Factors]
+
+    @property
+    def gpus_per_replica(self) -> dict[str, int]:
+        return dict(self.ctx.gpr)
+
+    @property
+    def roles(self) -> list[str]:
+        """Pool roles, front pool first."""
+        return [p.role.value for p in self.ctx.pools]
+
+    def problem(self, demand: Demand, budget: int | None = None) -> Problem:
+        return _problem(self.ctx, self.tiers, self.hit, self.floors, demand, self.factors, budget)
+
+    def min_gpus(self) -> int:
+        """GPUs of the lowest allocation the optimizer may choose (minReplicas, or the
+        current replicas of a pool missing its SLO), tiers included."""
+        pools = {
+            p.role.value: self.floors.get(p.role.value, p.min_replicas) for p in self.ctx.pools
+        }
+        tiers = {t.name: t.lo for t in self.tiers}
+        return _gpus(self.ctx.spec, pools, tiers, self.ctx.gpr)
+
+    def gpus(self, pools: Mapping[str, int]) -> int:
+        return _gpus(self.ctx.spec, pools, {}, self.ctx.gpr)
+
+    def ready(self, obs: Observation, current: Allocation) -> dict[str, int]:
+        """Replicas serving now per role: observed ready replicas, else the allocation."""
+        return {r: _replicas_now(self.ctx, obs, current, r) for r in self.roles}
+
+    def finish(
+        self,
+        problem: Problem,
+        result: Result,
+        current: Allocation,
+        observed_rate: float,
+        quality: float,
+    ) -> Plan:
+        return _finish(self.ctx, problem, result, current, self.floors, observed_rate, quality)
+
+    def hold(self, current: Allocation, missing: list[str], reason: Reason) -> Plan:
+        return _hold(self.ctx, current, missing, PlannerState(), reason)[0]
+
+    def minimums(self, current: Allocation, reason: Reason, message: str) -> Plan:
+        return _minimums(self.ctx, current, PlannerState(), reason, message)[0]
+
+
+def demand_signal(obs: Observation, attr: str) -> float | None:
+    """A demand signal (``arrival_rate_rps``, ``mean_input_tokens``, ...) as ``plan`` reads
+    it: from the first pool that has it, front pool first."""
+    return _first(obs, attr)
+
+
+def hold_reason(obs: Observation, missing: list[str]) -> Reason:
+    """Why a plan holds for ``missing``: unreachable, stale or missing."""
+    return _hold_reason(obs, missing)
+
+
+def pool_model(
+    spec: GoodputPolicySpec,
+    observation: Observation,
+    current: Allocation,
+    factors: Mapping[str, Factors],
+    profiles: Mapping[str, PerformanceProfile] | None = None,
+    recent_rate: float | None = None,
+) -> PoolModel:
+    """The single-model planner's view of ``spec``'s pools at ``observation``, with the
+    profile factors moved toward what the observation shows (as ``plan`` does each
+    step; ``recent_rate``, the higher of this and the previous interval's arrival rate,
+    judges whether the queue is steady enough to correct TTFT). Without requests the
+    factors are kept."""
+    ctx = _context(spec, profiles)
+    tiers = _tiers(ctx, current)
+    hit = _first(observation, "prefix_cache_hit_rate") or 0.0
+    floors = _violation_floors(ctx, observation, current, tiers)
+    rate = _first(observation, "arrival_rate_rps") or 0.0
+    observed = Demand(
+        rate,
+        _first(observation, "mean_input_tokens") or 0.0,
+        max(_first(observation, "mean_output_tokens") or 1.0, 1.0),
+    )
+    factors = dict(factors)
+    corrected = _correct(
+        ctx,
+        observation,
+        current,
+        observed,
+        _problem(ctx, tiers, hit, floors, observed, factors),
+        factors,
+        max(rate, recent_rate or 0.0),
+    )
+    return PoolModel(ctx, tiers, hit, floors, corrected)
 
 
 class GoodputPlanner:
