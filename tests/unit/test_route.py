@@ -513,3 +513,72 @@ def test_read_errors_tell_a_missing_route_from_a_missing_kind() -> None:
     assert err.reason is Reason.RouteRefused
     assert "403 Forbidden: httproutes.gateway.networking.k8s.io" in err.message
     assert "grant the operator get on httproutes.gateway.networking.k8s.io" in err.message
+
+
+# -- any route: a patch touches nothing but owned weights, else a refusal ------------------
+
+_CANARY = BackendKey("canary")
+_SVC_70B = BackendKey("llama-70b")  # same name as A, another kind: another backend
+_NAMES = st.sampled_from([A, B, _CANARY, _SVC_70B])
+# Mostly other backends, now and then one of ours, so both outcomes are common.
+_ELSEWHERE = st.sampled_from([_CANARY, _SVC_70B, _CANARY, _SVC_70B, _CANARY, A, B])
+
+
+@st.composite
+def _random_routes(draw: st.DrawFn) -> dict[str, Any]:
+    """Routes whose one rule holds A and B (in either order), sometimes with an extra
+    backendRef, among other rules that sometimes name A or B too."""
+    n_rules = draw(st.integers(1, 3))
+    ours = draw(st.integers(0, n_rules - 1))
+    rules = []
+    for i in range(n_rules):
+        if i == ours:
+            keys = [*draw(st.permutations([A, B])), *draw(st.lists(_NAMES, max_size=1))]
+        else:
+            keys = draw(st.lists(_ELSEWHERE, max_size=3))
+        keys = draw(st.permutations(keys))
+        refs = []
+        for key in keys:
+            ref = _ref(key, port=80)
+            w = draw(st.none() | st.integers(0, 1000))
+            if w is not None:
+                ref["weight"] = w
+            refs.append(ref)
+        rules.append({"matches": [{"path": {"value": f"/{i}"}}], "backendRefs": refs})
+    route = _route()
+    route["spec"]["rules"] = rules
+    if draw(st.booleans()):
+        route["metadata"]["annotations"][OWNER_ANNOTATION] = draw(
+            st.sampled_from(["chat/support", "chat/finance"])
+        )
+    return route
+
+
+@given(_random_routes(), st.integers(0, 100))
+def test_any_route_is_patched_only_in_owned_weights_or_refused(
+    route: dict[str, Any], a: int
+) -> None:
+    result = plan_weights(route, ME, OWNED, {A: a, B: 100 - a})
+    # The oracle: refused exactly when an owned backendRef is named twice, the rule that
+    # holds ours holds another one, or another policy owns the route.
+    keys = [[BackendKey.of(r) for r in rule["backendRefs"]] for rule in route["spec"]["rules"]]
+    everywhere = [k for rule in keys for k in rule]
+    twice = any(everywhere.count(k) > 1 for k in OWNED)
+    crowded = any(A in rule and len(rule) > 2 for rule in keys)
+    foreign = route_owner(route) == "chat/finance"
+    assert isinstance(result, RouteRefusal) == (twice or crowded or foreign), result
+    if isinstance(result, RouteRefusal):
+        assert result.reason is Reason.RouteRefused
+        return
+    after = apply_patch(route, result.ops)
+    assert _weights(read_weights(after, OWNED)).weights == {A: a, B: 100 - a}
+    assert route_owner(after) == "chat/support"
+    # The rule holds exactly the owned backendRefs; all else is as it was.
+    rule = after["spec"]["rules"][result.before.rule]["backendRefs"]
+    assert sorted(BackendKey.of(r) for r in rule) == sorted(OWNED)
+    for r in (*rule, *route["spec"]["rules"][result.before.rule]["backendRefs"]):
+        r.pop("weight", None)
+    after["metadata"]["annotations"].pop(OWNER_ANNOTATION)
+    original = copy.deepcopy(route)
+    original["metadata"]["annotations"].pop(OWNER_ANNOTATION, None)
+    assert after == original
