@@ -170,6 +170,13 @@ class VariantDecision(ApiModel):
 
     name: str = Field(description="Variant name.")
     share: int = Field(description="Percent of the traffic the decision sends to it.")
+    target_share: int | None = Field(
+        None,
+        description=(
+            "Percent it gets once the planned replicas are all ready (the share follows "
+            "the replicas that serve now)."
+        ),
+    )
     pools: dict[str, int] = Field(
         default_factory=dict, description="Desired replicas per pool role of this variant."
     )

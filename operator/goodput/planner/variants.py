@@ -123,6 +123,13 @@ class VariantPlan(_Frozen):
     predicted_tokens_per_s: float = 0.0
     runner_up: SplitOption | None = None
     flip: FlipPoint | None = None
+    final_shares: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "The split once the planned replicas are all ready (the published shares follow "
+            "the replicas that serve now); equal to the shares when nothing is starting."
+        ),
+    )
 
     @property
     def shares(self) -> dict[str, int]:
@@ -834,6 +841,7 @@ def _decide(
         predicted_tokens_per_s=tokens_total,
         runner_up=runner_up,
         flip=flip,
+        final_shares=dict(zip(names, final_shares, strict=True)),
     )
     state = VariantPlannerState(
         demand=state.demand,
