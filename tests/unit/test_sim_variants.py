@@ -243,11 +243,19 @@ def test_single_best_puts_everything_on_one_variant() -> None:
     vsc = scenario()
     tr = synthetic(n=400, span_s=60.0)
     sb = single_best(vsc, tr, V405)
-    assert sb.result.share() == {V70: 0.0, V405: 1.0}
     assert vsc.gpus({V405: sb.split}) <= vsc.budget
-    assert all(k.serving[V70] == {"prefill": 0, "decode": 0} for k in sb.result.ticks)
-    best = max(g for _, g in sb.tried)
-    assert sb.result.goodput == best
+    # Searched held from t=0: all traffic and all GPUs on the variant, the best split.
+    assert sb.held is not None and sb.held.share() == {V70: 0.0, V405: 1.0}
+    assert all(k.serving[V70] == {"prefill": 0, "decode": 0} for k in sb.held.ticks)
+    assert sb.held.goodput == max(g for _, g in sb.tried)
+    # Reported from the even start: 50/50 for the first interval only, then all of it;
+    # the other variant is scaled to zero (below its minReplicas: not deployed).
+    first = sb.result.ticks[0]
+    assert first.weights == {V70: 50, V405: 50}
+    assert all(k.weights == {V70: 0, V405: 100} for k in sb.result.ticks[1:])
+    assert sb.result.ticks[-1].target[V70] == {"prefill": 0, "decode": 0}
+    assert sb.result.share()[V405] > 0.7
+    assert sb.result.peak_gpus <= vsc.budget
 
 
 def test_crossover_is_where_the_single_variants_lines_meet() -> None:
@@ -273,3 +281,57 @@ def test_the_two_examples_choose_differently() -> None:
         assert res.peak_gpus <= vsc.budget
         shares[path.stem] = res.share()[V405]
     assert shares["financial-analysis"] > shares["support-chatbot"]
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def _azure_csv(path: Path, tr: Trace) -> None:
+    """A trace in the Azure CSV format `goodput simulate --trace` reads."""
+    import datetime as dt
+
+    t0 = dt.datetime(2023, 11, 16, 18, 0, 0)
+    rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    for a, i, o in zip(tr.arrival_s, tr.input_tokens, tr.output_tokens, strict=True):
+        ts = t0 + dt.timedelta(seconds=float(a))
+        rows.append(f"{ts:%Y-%m-%d %H:%M:%S}.{ts.microsecond:06d}0,{i},{o}")
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_simulate_json_reports_value_goodput_and_share_per_controller(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from goodput.sim.cli import main
+
+    trace = tmp_path / "t.csv"
+    _azure_csv(trace, synthetic(n=500, span_s=60.0))
+    out = tmp_path / "r.json"
+    argv = ["--policy", str(CHAT), "--trace", str(trace), "--quiet", "--json", str(out)]
+    assert main([*argv, "--controllers", "hpa-fixed-split,single"]) == 0
+    d = json.loads(out.read_text())
+    assert set(d["controllers"]) == {"hpa-fixed-split", f"single-{V70}", f"single-{V405}"}
+    for entry in d["controllers"].values():
+        assert {"value_goodput", "goodput", "share"} <= set(entry)
+        assert sum(entry["share"].values()) == pytest.approx(1.0)
+        assert entry["peak_gpus"] <= 64
+        assert len(entry["timeline"]["weights"][V70]) == len(entry["timeline"]["t"])
+    assert d["value"]["wrong_answer_cost"] == 0.2
+    assert d["goodput_driver"] == "variant-planner"
+    assert "value goodput /s" in capsys.readouterr().out
+    # A higher wrong-answer cost: the same runs of quality-blind baselines, less value.
+    assert main([*argv, "--controllers", "single", "--wrong-answer-cost", "2"]) == 0
+    d2 = json.loads(out.read_text())
+    for name in (f"single-{V70}", f"single-{V405}"):
+        assert d2["controllers"][name]["goodput"] == d["controllers"][name]["goodput"]
+        assert d2["controllers"][name]["value_goodput"] < d["controllers"][name]["value_goodput"]
+
+
+def test_simulate_refuses_single_model_controllers_on_a_variant_policy(tmp_path: Path) -> None:
+    from goodput.sim.cli import main
+
+    trace = tmp_path / "t.csv"
+    _azure_csv(trace, synthetic(n=50, span_s=10.0))
+    with pytest.raises(SystemExit):
+        main(["--policy", str(FIN), "--trace", str(trace), "--controllers", "dynamo", "--quiet"])

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from goodput.api.load import load_policy
-from goodput.api.spec import Mode
+from goodput.api.spec import GoodputPolicySpec, Mode
 from goodput.sim import report
 from goodput.sim.controllers import (
     CONTROLLERS,
@@ -24,6 +24,8 @@ from goodput.sim.traces import Trace, read_rate_curve, read_trace, synthesize_fr
 DEMO_TRACE = "azure2023_code_15min.csv"
 DEMO_POLICY = "demo-policy.yaml"
 DEMO_RATE = 1.0
+# Wrong-answer costs the planner is re-run at for the crossover plot (--plot, variants).
+SWEEP_COSTS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)
 
 
 class ProgressBar:
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         "--seed",
         type=int,
         default=0,
-        help="seed of the rate-curve synthesis (the twin itself is deterministic)",
+        help="seed of the rate-curve synthesis and, for a policy with variants, of the "
+        "router's and the correctness draws (the twin itself is deterministic)",
     )
     ap.add_argument(
         "--rate",
@@ -150,6 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests-out", help="CSV with one row per request of one controller")
     ap.add_argument("--controller", help="which controller --requests-out describes")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument(
+        "--wrong-answer-cost",
+        type=float,
+        help="policies with variants: override the policy's value.wrongAnswerCost c",
+    )
+    ap.add_argument(
+        "--cost-sweep",
+        help="policies with variants: comma list of wrong-answer costs to re-run the planner "
+        f"at for the crossover plot (default with --plot: {','.join(map(str, SWEEP_COSTS))}; "
+        "'none' to skip)",
+    )
     args = ap.parse_args(argv)
 
     if args.demo:
@@ -165,13 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_policy(policy_path)
     if args.budget is not None:
         spec = spec.model_copy(update={"gpu_budget": args.budget})
-    sc = build_scenario(spec)
     trace = load_trace(trace_path, args)
     if args.duration is not None or args.start:
         end = args.start + (args.duration if args.duration is not None else trace.duration_s)
         trace = trace.window(args.start, end)
     if rate != 1.0:
         trace = trace.scaled(rate)
+    if spec.variants:
+        return simulate_variants(ap, args, spec, trace, trace_path, policy_path, rate)
+    sc = build_scenario(spec)
 
     names = args.controllers.split(",") if args.controllers else default_controllers()
     names = [n.strip() for n in names if n.strip()]
@@ -214,6 +230,116 @@ def main(argv: list[str] | None = None) -> int:
         n = report.write_requests(results[who], args.requests_out)
         print(f"wrote {args.requests_out} ({n} requests of {who})")
     over = [n for n, r in results.items() if r.peak_gpus > r.budget]
+    if over:
+        print(f"BUDGET EXCEEDED by: {', '.join(over)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def simulate_variants(
+    ap: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    spec: GoodputPolicySpec,
+    trace: Trace,
+    trace_path: str,
+    policy_path: str,
+    rate: float,
+) -> int:
+    """`goodput simulate` on a policy with variants: the variant twin (goodput.sim.
+    variants) under `goodput` (the variant planner), `hpa-fixed-split` and one
+    `single-<variant>` per variant; value-weighted goodput, shares, replicas; with --plot
+    the crossover against the wrong-answer cost and the split across the trace."""
+    from goodput.sim.variant_controllers import (
+        GOODPUT_DRIVER,
+        GOODPUT_LABEL,
+        VARIANT_CONTROLLERS,
+        run_variant_benchmark,
+        sweep_costs,
+    )
+    from goodput.sim.variant_controllers import (
+        planner_available as variant_planner_available,
+    )
+    from goodput.sim.variants import build_variant_scenario
+
+    if args.wrong_answer_cost is not None:
+        if args.wrong_answer_cost < 0:
+            ap.error("--wrong-answer-cost must be >= 0")
+        value = spec.value.model_copy(update={"wrong_answer_cost": args.wrong_answer_cost})
+        spec = spec.model_copy(update={"value": value})
+    vsc = build_variant_scenario(spec)
+    if args.controllers:
+        names = [n.strip() for n in args.controllers.split(",") if n.strip()]
+    else:
+        names = [n for n in VARIANT_CONTROLLERS if n != "goodput" or variant_planner_available()]
+    unknown = [n for n in names if n not in VARIANT_CONTROLLERS]
+    if unknown:
+        ap.error(
+            f"unknown controller(s) {unknown} for a policy with variants; known: "
+            f"{', '.join(VARIANT_CONTROLLERS)} ('single' = one single-<variant> per variant)"
+        )
+    if "goodput" in names and not variant_planner_available():
+        ap.error("controller 'goodput' needs goodput.planner.variants.VariantPlanner")
+    costs: list[float] = []
+    if args.cost_sweep and args.cost_sweep != "none":
+        costs = [float(c) for c in args.cost_sweep.split(",") if c.strip()]
+    elif args.plot and args.cost_sweep != "none":
+        costs = list(SWEEP_COSTS)
+    if costs and "single" not in names:
+        names.append("single")  # the crossover needs the single variants' lines
+    v = spec.value
+    print(
+        f"trace {trace_path} ({trace.note}; {len(trace)} requests over "
+        f"{trace.duration_s / 60:.1f} min"
+        f"{', rate x' + format(rate, 'g') if rate != 1.0 else ''}); policy {policy_path}; "
+        f"variants {', '.join(f'{n} (quality {i.quality:g})' for n, i in vsc.variants.items())}; "
+        f"budget {vsc.budget} GPUs; SLO TTFT {spec.slo.ttft} ITL {spec.slo.itl}; value: right "
+        f"answer {v.right_answer:g}, wrong-answer cost {v.wrong_answer_cost:g}; interval "
+        f"{vsc.interval_s:g}s; startup {vsc.startup_delay_s:g}s; seed {args.seed} (routing and "
+        "correctness draws)"
+    )
+    if "goodput" in names:
+        print(f"goodput: {GOODPUT_LABEL[GOODPUT_DRIVER]}")
+    bar = ProgressBar(enabled=not args.quiet)
+    wall0 = time.perf_counter()
+    cmp = run_variant_benchmark(vsc, trace, names, seed=args.seed, progress=bar)
+    sweep = None
+    if costs:
+        singles = {n: s.result for n, s in cmp.singles.items()}
+        sweep = sweep_costs(
+            vsc,
+            trace,
+            costs,
+            singles,
+            seed=args.seed,
+            with_planner="goodput" in names,
+            progress=bar,
+        )
+    bar.close()
+    print(report.variant_table(cmp))
+    summary = report.variant_summary(cmp, sweep, timeline=False)
+    cx = summary["crossover_wrong_answer_cost"]
+    if cx is not None:
+        print(f"crossover: the single variants' value goodput lines cross at c = {cx:.3f}")
+    print(f"hpa-fixed-split weights (capacity per GPU): {cmp.fixed_weights}")
+    print(f"simulated {trace.duration_s / 60:.1f} min in {time.perf_counter() - wall0:.1f}s")
+    if args.json_out:
+        report.write_variant_json(cmp, args.json_out, sweep)
+        print(f"wrote {args.json_out}")
+    if args.plot:
+        report.variant_plot(
+            cmp,
+            args.plot,
+            sweep,
+            title=f"{Path(policy_path).stem}: {Path(trace_path).name}, budget {vsc.budget} GPUs",
+        )
+        print(f"wrote {args.plot}")
+    if args.requests_out:
+        who = args.controller or next(iter(cmp.results))
+        if who not in cmp.results:
+            ap.error(f"--controller {who} is not among {', '.join(cmp.results)}")
+        n = report.write_variant_requests(cmp.results[who], args.requests_out)
+        print(f"wrote {args.requests_out} ({n} requests of {who})")
+    over = [n for n, r in cmp.results.items() if r.peak_gpus > r.budget]
     if over:
         print(f"BUDGET EXCEEDED by: {', '.join(over)}", file=sys.stderr)
         return 1

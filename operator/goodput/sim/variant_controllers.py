@@ -7,10 +7,12 @@ and llm-d choose between variants by cost only); each is configured as stated he
   split for it within the whole budget, chosen with hindsight by (quality-blind) goodput
   on the same trace (the single-model twin's ``static-best`` rule, goodput.sim.harness.
   static_best: every budget-spending split held from t=0, the most on-time tokens wins,
-  ties to fewer GPUs), and held from t=0. The other variants are not deployed (zero
-  replicas, whatever their minReplicas: this is the team that serves one model). Their
-  runs do not depend on the wrong-answer cost, so one run gives each its whole line of
-  value-weighted goodput against c (the crossover plot).
+  ties to fewer GPUs), then reported as the protocol runs every controller: from the
+  common even start, that split and all the traffic asked for at the first tick (the
+  run held from t=0 is kept as ``SingleBest.held``). The other variants are scaled to
+  zero (not deployed, whatever their minReplicas: this is the team that serves one
+  model). Their runs do not depend on the wrong-answer cost, so one run gives each its
+  whole line of value-weighted goodput against c (the crossover plot).
 - ``hpa-fixed-split``: the tuned Kubernetes HPA of goodput.sim.controllers.KubernetesHPA
   (SLO-derived targets, HPA default behavior, pods beyond the budget wait) on each
   variant's pools, with the route's weights fixed at the split *proportional to each
@@ -84,11 +86,15 @@ class SingleBest:
     split: dict[str, int]
     result: VariantRunResult
     tried: list[tuple[dict[str, int], float]] = field(default_factory=list)
+    held: VariantRunResult | None = None  # the split held from t=0 (no transition)
 
 
 def only(vsc: VariantScenario, variant: str, split: Mapping[str, int]) -> Replicas:
-    """All replicas on one variant (the others not deployed)."""
-    return {v: (dict(split) if v == variant else {}) for v in vsc.names}
+    """All replicas on one variant; every pool of the others at zero (not deployed)."""
+    return {
+        v: (dict(split) if v == variant else {r: 0 for r in vsc.variants[v].sc.roles})
+        for v in vsc.names
+    }
 
 
 def all_on(vsc: VariantScenario, variant: str) -> dict[str, int]:
@@ -120,13 +126,16 @@ def single_best(
         if progress is not None:
             progress((k + 1) / len(cands))
     assert best is not None, f"variant {variant}: no split fits the budget"
-    res = best[3]
+    # Reported as every controller runs: from the even start, the split and all the
+    # traffic asked for at the first tick (the single-model twin's static-best rule).
+    ctl = FixedVariants(name, only(vsc, variant, best[2]), all_on(vsc, variant), from_start=True)
+    res = run_variants(vsc, trace, ctl, seed=seed)
     res.label = (
         f"all traffic on {variant}, best static split "
         + " / ".join(f"{n} {r}" for r, n in best[2].items())
-        + " (hindsight)"
+        + " (hindsight), asked for at the first tick from the even start"
     )
-    return SingleBest(variant, best[2], res, tried)
+    return SingleBest(variant, best[2], res, tried, held=best[3])
 
 
 # ---------------------------------------------------------------------------- HPA

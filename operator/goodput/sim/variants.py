@@ -278,10 +278,13 @@ class VariantFleet:
             for v, tw in self.twins.items()
         }
 
-    def apply_safe(self, desired: Mapping[str, Mapping[str, int]]) -> Replicas:
-        """One round of writes toward ``desired`` (each clamped to its pool's [min, max])
-        in goodput.actuator.budget's order over every variant's targets at once; returns
-        the clamped goal. What did not fit waits for the next call."""
+    def apply_safe(
+        self, desired: Mapping[str, Mapping[str, int]], bounded: bool = True
+    ) -> Replicas:
+        """One round of writes toward ``desired`` (each clamped to its pool's [min, max]
+        unless ``bounded`` is False: a baseline that does not deploy a variant at all) in
+        goodput.actuator.budget's order over every variant's targets at once; returns
+        the goal. What did not fit waits for the next call."""
         states = {}
         goal: dict[str, int] = {}
         current: dict[str, int] = {}
@@ -291,7 +294,8 @@ class VariantFleet:
                 states[key] = cl.state(k)
                 current[key] = cl.spec[k]
                 if k in desired.get(v, {}):
-                    goal[key] = cl.clamp(k, desired[v][k])
+                    want = desired[v][k]
+                    goal[key] = cl.clamp(k, want) if bounded else max(0, want)
         safe = budget_safe_writes(states, goal, self.vsc.budget)
         for key, n in ordered(current, safe.replicas):
             v, k = key.split("/", 1)
@@ -353,17 +357,29 @@ class VariantController(Protocol):
 
 
 class FixedVariants:
-    """Holds one allocation and one split from t=0: what a hindsight choice runs."""
+    """One allocation and one split: held from t=0 (``from_start=False``: how a
+    hindsight choice is searched), or asked for at every tick from the common even start
+    (``from_start=True``: how it is reported, paying the same transition as every
+    controller). Pool bounds do not apply: a variant given no replicas is not deployed."""
 
     observes = False
+    bounded = False
 
-    def __init__(self, name: str, replicas: Replicas, weights: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        name: str,
+        replicas: Replicas,
+        weights: Mapping[str, int],
+        *,
+        from_start: bool = False,
+    ) -> None:
         self.name = name
         self.replicas = {v: dict(p) for v, p in replicas.items()}
         self.weights = dict(weights)
+        self.from_start = from_start
 
-    def initial(self) -> tuple[Replicas, dict[str, int]]:
-        return self.replicas, self.weights
+    def initial(self) -> tuple[Replicas, dict[str, int]] | None:
+        return None if self.from_start else (self.replicas, self.weights)
 
     def decide(
         self,
@@ -372,7 +388,9 @@ class FixedVariants:
         weights: Mapping[str, int],
         now: float,
     ) -> VariantDecision:
-        return VariantDecision(note="fixed allocation and split")
+        if not self.from_start:
+            return VariantDecision()
+        return VariantDecision(replicas=self.replicas, weights=dict(self.weights))
 
 
 # ---------------------------------------------------------------------------- results
@@ -476,6 +494,7 @@ def run_variants(
     weights = dict(weights)
     fleet.start(replicas)
     observes = bool(getattr(controller, "observes", True))
+    bounded = bool(getattr(controller, "bounded", True))
     if observes:
         fleet.scrape()
     any_sc = next(iter(vsc.variants.values())).sc
@@ -520,7 +539,7 @@ def run_variants(
                 router.cumulative(d.weights)  # refuses weights a route could not carry
                 weights = {v: int(d.weights.get(v, 0)) for v in vsc.names}
             if d.replicas:
-                fleet.apply_safe(d.replicas)
+                fleet.apply_safe(d.replicas, bounded=bounded)
             if d.note:
                 decisions.append((t_next, d.note))
         ticks.append(tick)
