@@ -22,7 +22,23 @@ from goodput.reasons import Limit, Reason
 
 from .planner_fixtures import disagg_spec, observation
 
-POLICIES = sorted((Path(__file__).parents[2] / "policies").glob("*.yaml"))
+FILES = sorted((Path(__file__).parents[2] / "policies").glob("*.yaml"))
+
+
+def _single_model_specs() -> dict[str, GoodputPolicySpec]:
+    """Every example as the single-model planner plans it: a policy with variants once
+    per variant (``variant_specs``: the variant planner runs the single-model planner's
+    physics on each; tests/unit/test_variant_planner.py covers the split itself)."""
+    out: dict[str, GoodputPolicySpec] = {}
+    for path in FILES:
+        spec = load_policy(path)
+        for name, vspec in spec.variant_specs().items():
+            out[path.stem if not spec.variants else f"{path.stem}/{name}"] = vspec
+    return out
+
+
+SPECS = _single_model_specs()
+POLICIES = sorted(SPECS)
 MULTIPLIERS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 20.0)
 # What the planner silently used for a pool without a profile before that became an
 # error; passed explicitly only while an example still names none.
@@ -54,9 +70,9 @@ def stand_ins(spec: GoodputPolicySpec) -> dict[str, PerformanceProfile] | None:
 
 
 @cache
-def plans(path: Path) -> tuple[GoodputPolicySpec, tuple[Plan, ...]]:
+def plans(case: str) -> tuple[GoodputPolicySpec, tuple[Plan, ...]]:
     """The one-shot plan (as ``goodput plan`` makes it) at every multiplier."""
-    spec = load_policy(path)
+    spec = SPECS[case]
     out = []
     for factor in MULTIPLIERS:
         obs = scaled(spec, factor)
@@ -70,17 +86,17 @@ def max_replicas(spec: GoodputPolicySpec, role: str) -> int:
     return max(pool.max_replicas, pool.min_replicas)
 
 
-def cases() -> list[tuple[Path, int]]:
+def cases() -> list[tuple[str, int]]:
     return [(path, i) for path in POLICIES for i in range(len(MULTIPLIERS))]
 
 
-def _id(case: tuple[Path, int]) -> str:
-    return f"{case[0].stem}-x{MULTIPLIERS[case[1]]:g}"
+def _id(case: tuple[str, int]) -> str:
+    return f"{case[0]}-x{MULTIPLIERS[case[1]]:g}"
 
 
 @pytest.mark.parametrize("case", cases(), ids=_id)
 def test_the_budget_binds_only_when_no_pool_below_its_max_fits_another_replica(
-    case: tuple[Path, int],
+    case: tuple[str, int],
 ) -> None:
     path, i = case
     spec, results = plans(path)
@@ -98,7 +114,7 @@ def test_the_budget_binds_only_when_no_pool_below_its_max_fits_another_replica(
 
 
 @pytest.mark.parametrize("case", cases(), ids=_id)
-def test_a_missed_slo_names_what_stops_it(case: tuple[Path, int]) -> None:
+def test_a_missed_slo_names_what_stops_it(case: tuple[str, int]) -> None:
     path, i = case
     spec, results = plans(path)
     result = results[i]
@@ -119,8 +135,8 @@ def test_a_missed_slo_names_what_stops_it(case: tuple[Path, int]) -> None:
         assert result.reason == Reason.SloUnreachable
 
 
-@pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.stem)
-def test_fewer_gpus_for_more_demand_names_the_limit_and_says_gpus_go_back(path: Path) -> None:
+@pytest.mark.parametrize("path", POLICIES)
+def test_fewer_gpus_for_more_demand_names_the_limit_and_says_gpus_go_back(path: str) -> None:
     _, results = plans(path)
     for (lo_x, low), (hi_x, high) in zip(
         zip(MULTIPLIERS, results, strict=True),
@@ -128,13 +144,13 @@ def test_fewer_gpus_for_more_demand_names_the_limit_and_says_gpus_go_back(path: 
         strict=False,
     ):
         if high.total_gpus < low.total_gpus:
-            where = f"{path.stem}: x{lo_x:g} {low.total_gpus} GPUs, x{hi_x:g} {high.total_gpus}"
+            where = f"{path}: x{lo_x:g} {low.total_gpus} GPUs, x{hi_x:g} {high.total_gpus}"
             assert high.binding_constraint != Limit.None_, where
             assert "handing back" in high.message, where
 
 
 @pytest.mark.parametrize("case", cases(), ids=_id)
-def test_gpus_held_back_are_said_to_be_handed_back(case: tuple[Path, int]) -> None:
+def test_gpus_held_back_are_said_to_be_handed_back(case: tuple[str, int]) -> None:
     path, i = case
     spec, results = plans(path)
     result = results[i]
@@ -160,8 +176,8 @@ def test_gpus_held_back_are_said_to_be_handed_back(case: tuple[Path, int]) -> No
         ), result.message
 
 
-@pytest.mark.parametrize("path", POLICIES, ids=lambda p: p.stem)
-def test_example_plans_stay_in_budget_and_bounds_and_are_deterministic(path: Path) -> None:
+@pytest.mark.parametrize("path", POLICIES)
+def test_example_plans_stay_in_budget_and_bounds_and_are_deterministic(path: str) -> None:
     spec, results = plans(path)
     for factor, result in zip(MULTIPLIERS, results, strict=True):
         if result.reason != Reason.MinimumsExceedBudget:
@@ -176,7 +192,7 @@ def test_example_plans_stay_in_budget_and_bounds_and_are_deterministic(path: Pat
 
 def test_code_completion_at_a_quarter_load_is_not_blamed_on_the_budget() -> None:
     # Reproduced: "binding gpuBudget ... budget exhausted" while 5 of 8 GPUs were free.
-    spec, results = plans(POLICIES[[p.stem for p in POLICIES].index("aggregated-code-completion")])
+    spec, results = plans("aggregated-code-completion")
     result = results[MULTIPLIERS.index(0.25)]
     assert not result.budget_satisfiable
     assert result.reason == Reason.SloUnreachable

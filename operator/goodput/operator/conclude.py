@@ -28,15 +28,21 @@ from goodput.api.status import (
     LastScaleTime,
     PoolStatus,
     Recommendation,
+    SplitAlternative,
     TierStatus,
+    VariantDecision,
     WriteRecord,
     initial_conditions,
     replica_summary,
     set_condition,
+    split_summary,
 )
 from goodput.api.status import Alternative as AltStatus
-from goodput.operator.facts import Event, Facts, Intent, Outcome, WriteResult
+from goodput.api.status import Flip as FlipStatus
+from goodput.operator.facts import Event, Facts, Intent, Outcome, RouteResult, WriteResult
+from goodput.operator.variants import pool_entries
 from goodput.plan import Plan
+from goodput.planner.variants import VariantPlan
 from goodput.reasons import Limit, Reason
 
 _METRIC_HOLDS = {
@@ -46,6 +52,8 @@ _METRIC_HOLDS = {
     Reason.PrometheusUnreachable,
 }
 _WARN = {
+    Reason.RouteRefused,
+    Reason.RouteNotFound,
     Reason.OverBudget,
     Reason.MinimumsExceedBudget,
     Reason.ScaleFailed,
@@ -66,11 +74,27 @@ class _Conditions:
         )
 
 
-def conclude(f: Facts, intent: Intent, results: Sequence[WriteResult]) -> Outcome:
+def conclude(
+    f: Facts,
+    intent: Intent,
+    results: Sequence[WriteResult],
+    route: RouteResult | None = None,
+) -> Outcome:
+    """``route``: the traffic split written (or refused) before the scale writes, for a
+    policy with variants and an HTTPRoute; a refused split means no scale write was
+    attempted."""
     done = [r for r in results if r.ok]
     failed = next((r for r in results if not r.ok), None)
     reason, message = intent.reason, intent.message
-    if failed is not None:
+    failure: Reason | None = None
+    if route is not None and not route.ok:
+        failure = reason = route.reason or Reason.RouteRefused
+        message = (
+            f"cannot set the traffic split on {route.route}: {route.error}; no scale write"
+            " was attempted this tick (the replicas were planned for that split)"
+        )
+    elif failed is not None:
+        failure = Reason.ScaleFailed
         w = failed.write
         ok = ", ".join(
             f"{r.write.target} {r.write.from_replicas} -> {r.write.to_replicas}" for r in done
@@ -82,24 +106,25 @@ def conclude(f: Facts, intent: Intent, results: Sequence[WriteResult]) -> Outcom
             + (f"written before it: {ok}; " if ok else "nothing was written; ")
             + "the rest of this tick's writes were not attempted"
         )
-    conds = _conditions(f, intent, reason, message, failed is not None)
-    status = _status(f, intent, conds, done, results, reason, message)
-    events = _events(f, intent, done, reason, message)
+    conds = _conditions(f, intent, reason, message, failure)
+    status = _status(f, intent, conds, done, results, reason, message, route)
+    events = _events(f, intent, done, reason, message, route)
     return Outcome(
         status=status,
         events=events,
         reason=reason,
         writes=list(results),
-        failed=failed is not None or (f.blocker is not None and f.blocker.reason in _FAILURES),
+        route=route,
+        failed=failure is not None or (f.blocker is not None and f.blocker.reason in _FAILURES),
     )
 
 
 # Blockers that are failures of an API call (retry with backoff), not states of the data.
-_FAILURES = {Reason.TargetNotFound, Reason.ScaleFailed}
+_FAILURES = {Reason.TargetNotFound, Reason.ScaleFailed, Reason.RouteNotFound}
 
 
 def _conditions(
-    f: Facts, intent: Intent, reason: Reason, message: str, write_failed: bool
+    f: Facts, intent: Intent, reason: Reason, message: str, failure: Reason | None
 ) -> list[Condition]:
     c = _Conditions(f.prev.conditions, f.now, f.generation)
     spec, blocker, plan = f.spec, f.blocker, f.plan
@@ -132,9 +157,9 @@ def _conditions(
                 Reason.Succeeded if plan.budget_satisfiable else plan.reason,
                 plan.message,
             )
-    if write_failed:
-        c.set(ConditionType.AbleToScale, False, Reason.ScaleFailed, message)
-        ready_problem = ready_problem or (Reason.ScaleFailed, message)
+    if failure is not None:
+        c.set(ConditionType.AbleToScale, False, failure, message)
+        ready_problem = ready_problem or (failure, message)
     if spec is not None and f.targets:
         held = f.gpus_held
         if intent.reason == Reason.MinimumsExceedBudget:
@@ -193,6 +218,7 @@ def _status(
     results: Sequence[WriteResult],
     reason: Reason,
     message: str,
+    route: RouteResult | None = None,
 ) -> GoodputPolicyStatus:
     spec, plan = f.spec, f.plan
     planned = plan is not None and not plan.hold and f.blocker is None
@@ -213,11 +239,7 @@ def _status(
         message=message[:4000],
         applied=bool(done),
         hold=not planned,
-        pools={
-            p.role.value: intent.desired[p.role.value]
-            for p in spec.pools
-            if p.role.value in intent.desired
-        }
+        pools={e.key: intent.desired[e.key] for e in pool_entries(spec) if e.key in intent.desired}
         if spec is not None
         else {},
         tiers={
@@ -235,6 +257,9 @@ def _status(
         writes=records,
         runner_up=_runner_up(plan) if planned and plan is not None else None,
     )
+    vplan = f.variant_plan
+    if planned and vplan is not None:
+        decision = decision.model_copy(update=_variant_decision(vplan))
     prev = f.prev
     recs = list(prev.recommendations)
     if planned and plan is not None and spec is not None:
@@ -270,25 +295,21 @@ def _status(
         after = {k: t.spec_replicas for k, t in f.targets.items()}
         after.update({r.write.key: r.write.to_replicas for r in done})
         desired = {k: intent.desired.get(k, n) for k, n in after.items()}
+        keys = [e.key for e in pool_entries(spec) if e.key in f.targets]
         pools = [
             PoolStatus(
-                role=p.role.value,
-                target=f.targets[p.role.value].name,
-                current_replicas=after[p.role.value],
-                ready_replicas=f.targets[p.role.value].pods_ready,
-                desired_replicas=desired[p.role.value],
-                gpus_per_replica=f.targets[p.role.value].gpus_per_replica,
-                predicted_ttft_seconds=_pd(plan, p.role.value, "predicted_ttft_s")
-                if planned
-                else None,
-                predicted_itl_seconds=_pd(plan, p.role.value, "predicted_itl_s")
-                if planned
-                else None,
+                role=k,
+                target=f.targets[k].name,
+                current_replicas=after[k],
+                ready_replicas=f.targets[k].pods_ready,
+                desired_replicas=desired[k],
+                gpus_per_replica=f.targets[k].gpus_per_replica,
+                predicted_ttft_seconds=_pd(plan, k, "predicted_ttft_s") if planned else None,
+                predicted_itl_seconds=_pd(plan, k, "predicted_itl_s") if planned else None,
             )
-            for p in spec.pools
-            if p.role.value in f.targets
+            for k in keys
         ]
-        roles = [p.role.value for p in spec.pools if p.role.value in f.targets]
+        roles = keys
         update.update(
             gpus_allocated=f.gpus_held,
             gpus_desired=sum(desired[k] * f.targets[k].gpus_per_replica for k in desired),
@@ -322,7 +343,60 @@ def _status(
             observed_time=datetime.fromtimestamp(obs.timestamp, UTC),
         )
         update["last_observation"] = obs.model_dump(mode="json", exclude_none=True)
+    split = _split_now(f, route, planned)
+    if split is not None:
+        update["split"] = split_summary(split)
     return status.model_copy(update=update)
+
+
+def _split_now(f: Facts, route: RouteResult | None, planned: bool) -> dict[str, int] | None:
+    """The traffic split the route carries after this tick; without a route, the split
+    the plan publishes (nothing else carries it)."""
+    if route is not None:
+        return route.after
+    if f.route is not None:
+        return f.route.shares
+    if planned and f.variant_plan is not None:
+        return f.variant_plan.shares
+    return None
+
+
+def _variant_decision(vplan: VariantPlan) -> dict[str, object]:
+    """The variant part of ``lastDecision``: each variant's share, replicas, quality and
+    value, the runner-up split and what would flip the choice."""
+    runner = vplan.runner_up
+    flip = vplan.flip
+    return {
+        "variants": [
+            VariantDecision(
+                name=name,
+                share=out.share,
+                pools={r: d.replicas for r, d in out.plan.pools.items()},
+                total_gpus=out.plan.total_gpus,
+                quality=_round(out.quality),
+                value_per_answer=_round(out.value_per_answer),
+                predicted_tokens_per_second=_round(out.predicted_tokens_per_s),
+                predicted_value_per_second=_round(out.predicted_value_per_s),
+                reason=out.plan.reason.value,
+            )
+            for name, out in vplan.variants.items()
+        ],
+        "predicted_value_per_second": _round(vplan.predicted_value_per_s),
+        "runner_up_split": SplitAlternative(
+            shares=dict(runner.shares),
+            gpus=dict(runner.gpus),
+            predicted_value_per_second=_round(runner.predicted_value_per_s) or 0.0,
+        )
+        if runner is not None
+        else None,
+        "flip": FlipStatus(
+            break_even_wrong_answer_cost=_round(flip.break_even_wrong_answer_cost),
+            overflow_load_rps=_round(flip.overflow_load_rps),
+            message=flip.message[:32768],
+        )
+        if flip is not None
+        else None,
+    }
 
 
 def _events(
@@ -331,9 +405,19 @@ def _events(
     done: list[WriteResult],
     reason: Reason,
     message: str,
+    route: RouteResult | None = None,
 ) -> list[Event]:
     """A refused write is the decision's own (Warning) event, once per episode."""
     events: list[Event] = []
+    if route is not None and route.ok:
+        moved = ", ".join(
+            f"{n} {route.before.get(n, 0)} -> {pct}%" for n, pct in route.after.items()
+        )
+        events.append(
+            Event(
+                "Normal", Reason.TrafficShifted, f"{route.route}: {moved}: {intent.message}"[:1024]
+            )
+        )
     before = f.prev.last_decision
     if before is None or before.reason != reason:
         warn = reason in _WARN or (f.blocker is not None and f.blocker.warn)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from goodput.actuator.budget import TargetState
+from goodput.actuator.route import BackendKey
 from goodput.api.spec import GoodputPolicySpec, TargetRef
 from goodput.api.status import ConditionType, GoodputPolicyStatus
 from goodput.observation import Observation
 from goodput.plan import Plan
+from goodput.planner.variants import VariantPlan
 from goodput.reasons import Limit, Reason
 
 
@@ -67,15 +70,28 @@ class Blocker:
 
 
 @dataclass(frozen=True)
+class RouteView:
+    """The HTTPRoute that carries a policy's traffic split, as read this tick: the
+    object (to plan the patch on), each variant's backendRef and its share now."""
+
+    name: str  # HTTPRoute/<name>
+    route: dict[str, Any]
+    owned: dict[str, BackendKey]  # variant name -> its backendRef
+    shares: dict[str, int]  # variant name -> percent of the rule's traffic now
+
+
+@dataclass(frozen=True)
 class Facts:
     now: datetime
     generation: int
     prev: GoodputPolicyStatus
     spec: GoodputPolicySpec | None = None  # None: the spec is invalid
     targets: dict[str, Target] = field(default_factory=dict)  # empty: not read
-    observation: Observation | None = None
-    plan: Plan | None = None
+    observation: Observation | None = None  # a policy with variants: merged, keys v/role
+    plan: Plan | None = None  # a policy with variants: the variant plan, flattened
     blocker: Blocker | None = None
+    variant_plan: VariantPlan | None = None  # policies with spec.variants only
+    route: RouteView | None = None  # spec.trafficSplit.httpRouteRef, when set
 
     @property
     def gpus_held(self) -> int:
@@ -119,6 +135,21 @@ class WriteResult:
 
 
 @dataclass(frozen=True)
+class RouteResult:
+    """The traffic split this tick wrote (or tried to): shares before and after."""
+
+    route: str  # HTTPRoute/<name>
+    before: dict[str, int]
+    after: dict[str, int]
+    error: str | None = None  # the refusal (ours or the API server's); None: written
+    reason: Reason | None = None  # the refusal's reason code
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
 class Event:
     type: str  # Normal | Warning
     reason: Reason
@@ -131,4 +162,5 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     reason: Reason = Reason.Initializing
     writes: list[WriteResult] = field(default_factory=list)
+    route: RouteResult | None = None
     failed: bool = False  # a write or a read failed: the caller backs off

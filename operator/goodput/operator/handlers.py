@@ -32,6 +32,7 @@ import kopf
 
 from goodput.actuator.behavior import tier_key
 from goodput.actuator.kube import REQUEST_TIMEOUT_S, KubeScaleClient
+from goodput.actuator.route_kube import KubeTrafficRouter
 from goodput.api.spec import GROUP, PLURAL, VERSION, GoodputPolicySpec, parse_duration
 from goodput.metrics.client import PrometheusClient
 from goodput.metrics.source import FailureMemory, PrometheusObservationSource
@@ -371,7 +372,11 @@ async def stop_loops(**_: Any) -> None:
 
 async def _run(key: tuple[str, str], loop: _Loop) -> None:
     namespace, name = key
-    reconciler = Reconciler(KubeScaleClient(api_client()), _sources(FailureMemory()))
+    reconciler = Reconciler(
+        KubeScaleClient(api_client()),
+        _sources(FailureMemory()),
+        router=KubeTrafficRouter(api_client()),
+    )
     failures = 0
     was_active: bool | None = None
     try:

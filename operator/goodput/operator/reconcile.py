@@ -23,14 +23,42 @@ from goodput.actuator import drain
 from goodput.actuator.behavior import tier_key
 from goodput.actuator.claims import Claim, first_claimant
 from goodput.actuator.kube import TargetError, WorkloadScale, api_error
-from goodput.api.spec import GoodputPolicySpec, TargetRef, format_validation_error
+from goodput.actuator.route import (
+    BackendKey,
+    RouteError,
+    RouteOwner,
+    RoutePatch,
+    RouteRefusal,
+    plan_weights,
+    read_weights,
+)
+from goodput.api.spec import GoodputPolicySpec, Mode, TargetRef, format_validation_error
 from goodput.api.status import ConditionType, GoodputPolicyStatus
 from goodput.observation import Observation
 from goodput.operator.conclude import conclude
 from goodput.operator.decide import decide
-from goodput.operator.facts import Blocker, Event, Facts, Outcome, Target, Write, WriteResult
+from goodput.operator.facts import (
+    Blocker,
+    Event,
+    Facts,
+    Intent,
+    Outcome,
+    RouteResult,
+    RouteView,
+    Target,
+    Write,
+    WriteResult,
+)
+from goodput.operator.variants import (
+    SEP,
+    flatten,
+    merge_observations,
+    pool_entries,
+    with_pools,
+)
 from goodput.plan import Allocation
 from goodput.planner import GoodputPlanner, resolve_profile
+from goodput.planner.variants import VariantPlanner
 from goodput.ports import ObservationSource
 from goodput.profiles import ProfileError
 from goodput.reasons import Reason
@@ -45,6 +73,14 @@ class ScaleClient(Protocol):
     async def write(self, ref: TargetRef, namespace: str, replicas: int) -> None: ...
     async def other_autoscalers(self, ref: TargetRef, namespace: str) -> list[str]: ...
     async def claims(self, namespace: str) -> list[Claim]: ...
+
+
+class RouteClient(Protocol):
+    """The traffic-split edge (``goodput.actuator.route_kube.KubeTrafficRouter``): read
+    an HTTPRoute, send a patch planned on it. Raises ``RouteError``."""
+
+    async def get(self, namespace: str, name: str) -> dict[str, Any]: ...
+    async def apply(self, namespace: str, name: str, patch: RoutePatch) -> Any: ...
 
 
 @runtime_checkable
@@ -77,12 +113,12 @@ class PolicyRef:
 class _Runtime:
     key: tuple[int, str]  # generation and resolved spec: rebuild when either changes
     spec: GoodputPolicySpec
-    planner: GoodputPlanner
-    source: ObservationSource
+    planner: GoodputPlanner | VariantPlanner
+    sources: dict[str, ObservationSource]  # per variant (one, "default", without variants)
 
 
 def _refs(spec: GoodputPolicySpec) -> dict[str, TargetRef]:
-    refs = {p.role.value: p.target_ref for p in spec.pools}
+    refs = {e.key: e.pool.target_ref for e in pool_entries(spec)}
     refs.update({tier_key(t.name): t.target_ref for t in spec.kv_cache.tiers})
     return refs
 
@@ -96,10 +132,12 @@ class Reconciler:
         source_factory: Callable[[GoodputPolicySpec, str], Any],
         clock: Callable[[], float] = time.time,
         drain_aware: bool | None = None,
+        router: RouteClient | None = None,
     ) -> None:
         self.scale = scale
         self.source_factory = source_factory
         self.clock = clock
+        self.router = router
         self.drain_aware = DRAIN_BY_DEFAULT if drain_aware is None else drain_aware
         self._runtime: _Runtime | None = None
 
@@ -116,7 +154,12 @@ class Reconciler:
         results: list[WriteResult] = []
         refs = _refs(facts.spec) if facts.spec is not None else {}
         drained: list[Event] = []
-        for w in intent.writes:
+        # Weights act at once and are planned for the replicas serving now: the split
+        # goes first, and a split that cannot be written stops the tick's scale writes
+        # (the replicas were planned for it).
+        route = await self._split(policy, facts, intent)
+        writes = intent.writes if route is None or route.ok else ()
+        for w in writes:
             if not w.up:  # drain-aware scale-down: mark the pods to go first
                 try:
                     drained += await self._drain(facts, refs[w.key], policy.namespace, w)
@@ -128,9 +171,86 @@ class Reconciler:
                 results.append(WriteResult(w, api_error(err)))
                 break
             results.append(WriteResult(w))
-        out = conclude(facts, intent, results)
+        out = conclude(facts, intent, results, route)
         out.events.extend(drained)
         return out
+
+    # ---- the traffic split between variants (issue 13) -----------------------------
+
+    async def _split(self, policy: PolicyRef, facts: Facts, intent: Intent) -> RouteResult | None:
+        """Write the planned shares as the route's backendRef weights (Enforce, a plan
+        that is not a hold, not an over-budget shrink); None when nothing is to be
+        written. The route was read and checked this tick (``_route``)."""
+        view, vplan, spec = facts.route, facts.variant_plan, facts.spec
+        if view is None or vplan is None or spec is None or self.router is None:
+            return None
+        if spec.mode != Mode.Enforce or facts.blocker is not None or vplan.hold:
+            return None
+        if intent.emergency or intent.reason in _BUDGET_FIRST:
+            return None
+        shares = vplan.shares
+        if shares == view.shares:
+            return None
+        owner = RouteOwner(policy.namespace, policy.name)
+        weights = {view.owned[n]: w for n, w in shares.items()}
+        planned = plan_weights(view.route, owner, list(view.owned.values()), weights)
+        if isinstance(planned, RouteRefusal):
+            return RouteResult(view.name, view.shares, view.shares, planned.message, planned.reason)
+        name = view.name.split("/", 1)[1]
+        try:
+            await self.router.apply(policy.namespace, name, planned)
+        except RouteError as err:
+            return RouteResult(view.name, view.shares, view.shares, err.message, err.reason)
+        except Exception as err:  # the API server itself failed
+            return RouteResult(
+                view.name, view.shares, view.shares, api_error(err), Reason.RouteRefused
+            )
+        return RouteResult(view.name, view.shares, dict(shares))
+
+    async def _route(
+        self, policy: PolicyRef, spec: GoodputPolicySpec
+    ) -> tuple[RouteView | None, Blocker | None]:
+        """Read the policy's HTTPRoute and check, before planning, that this policy may
+        write its weights (owner, foreign backendRefs, one rule): a route it cannot
+        safely edit holds the policy with RouteRefused, a missing one with RouteNotFound."""
+        ref = spec.traffic_split.http_route_ref
+        if not spec.variants or ref is None:
+            return None, None
+        where = f"HTTPRoute/{ref.name}"
+        if self.router is None:
+            msg = f"{where}: this operator has no traffic-split client; holding"
+            return None, Blocker(Reason.RouteRefused, msg, ConditionType.AbleToScale)
+        owned: dict[str, BackendKey] = {}
+        for v in spec.variants:
+            b = v.backend_ref
+            assert b is not None, "the API requires a backendRef per variant with a route"
+            owned[v.name] = BackendKey(name=b.name, group=b.group, kind=b.kind.value)
+        try:
+            obj = await self.router.get(policy.namespace, ref.name)
+        except RouteError as err:
+            return None, Blocker(err.reason, f"{err.message}; holding", ConditionType.AbleToScale)
+        except Exception as err:  # the API server itself failed: hold and retry
+            msg = f"cannot read {where}: {api_error(err)}; holding"
+            return None, Blocker(Reason.RouteNotFound, msg, ConditionType.AbleToScale)
+        keys = list(owned.values())
+        read = read_weights(obj, keys)
+        if isinstance(read, RouteRefusal):
+            return None, Blocker(read.reason, f"{read.message}; holding", ConditionType.AbleToScale)
+        claims = await self.scale.claims(policy.namespace)
+        live = {f"{policy.namespace}/{c.name}" for c in claims}
+        even = _even(len(keys))
+        probe = plan_weights(
+            obj,
+            RouteOwner(policy.namespace, policy.name),
+            keys,
+            dict(zip(keys, even, strict=True)),
+            live_owners=live,
+        )
+        if isinstance(probe, RouteRefusal):
+            msg = f"{probe.message}; holding, nothing changed"
+            return None, Blocker(probe.reason, msg, ConditionType.AbleToScale)
+        shares = {n: round(read.shares[k]) for n, k in owned.items()}
+        return RouteView(where, obj, owned, shares), None
 
     # ---- drain-aware scale-down (issue 15, item 3) ----------------------------------
 
@@ -218,16 +338,28 @@ class Reconciler:
         profile = _profile_problem(resolved)
         if profile is not None:
             return _with(facts, blocker=profile)
+        route, refused = await self._route(policy, resolved)
+        facts = _with(facts, route=route)
+        if refused is not None:
+            return _with(facts, blocker=refused)
         rt = await self._runtime_for(resolved, generation, ns)
-        try:
-            raw = await rt.source.observe(now)
-        except Exception as err:  # e.g. the auth Secret is missing: hold, never guess
-            url = resolved.metrics.prometheus_url
-            msg = f"cannot observe Prometheus at {url}: {api_error(err)}; holding"
-            return _with(
-                facts, blocker=Blocker(Reason.MetricsMissing, msg, ConditionType.MetricsAvailable)
-            )
-        obs = _with_ready_replicas(raw, scales)
+        observations: dict[str, Observation] = {}
+        for name, source in rt.sources.items():
+            try:
+                raw = await source.observe(now)
+            except Exception as err:  # e.g. the auth Secret is missing: hold, never guess
+                url = resolved.metrics.prometheus_url
+                msg = f"cannot observe Prometheus at {url}: {api_error(err)}; holding"
+                return _with(
+                    facts,
+                    blocker=Blocker(Reason.MetricsMissing, msg, ConditionType.MetricsAvailable),
+                )
+            prefix = "" if not resolved.variants else f"{name}{SEP}"
+            mine = {k[len(prefix) :]: v for k, v in scales.items() if k.startswith(prefix)}
+            observations[name] = _with_ready_replicas(raw, mine)
+        if isinstance(rt.planner, VariantPlanner):
+            return await self._plan_variants(facts, rt.planner, observations, scales, now)
+        obs = next(iter(observations.values()))
         facts = _with(facts, observation=obs)
         blind = _blind(resolved, obs)
         if blind is not None:
@@ -238,6 +370,34 @@ class Reconciler:
         }
         plan = rt.planner.decide(obs, Allocation(pools=current_pools, tiers=current_tiers), now)
         return _with(facts, plan=plan)
+
+    async def _plan_variants(
+        self,
+        facts: Facts,
+        planner: VariantPlanner,
+        observations: dict[str, Observation],
+        scales: dict[str, WorkloadScale],
+        now: float,
+    ) -> Facts:
+        spec = facts.spec
+        assert spec is not None
+        obs = merge_observations(observations)
+        facts = _with(facts, observation=obs)
+        blind = _blind(spec, obs)
+        if blind is not None:
+            return _with(facts, blocker=blind)
+        current = {
+            v.name: Allocation(
+                pools={
+                    p.role.value: scales[f"{v.name}{SEP}{p.role.value}"].spec_replicas
+                    for p in v.pools
+                }
+            )
+            for v in spec.variants
+        }
+        shares = facts.route.shares if facts.route is not None else None
+        vplan = planner.decide(observations, current, now, shares)
+        return _with(facts, plan=flatten(vplan), variant_plan=vplan)
 
     async def _other_controllers(self, policy: PolicyRef, refs: dict[str, TargetRef]) -> str:
         """'' when this policy is the only writer of its targets, else who else is."""
@@ -265,15 +425,22 @@ class Reconciler:
         key = (generation, spec.model_dump_json())
         if self._runtime is None or self._runtime.key != key:
             self.close()
-            source = await self.source_factory(spec, namespace)
-            self._runtime = _Runtime(key, spec, GoodputPlanner(spec), source)
+            sources = {
+                name: await self.source_factory(vspec, namespace)
+                for name, vspec in spec.variant_specs().items()
+            }
+            planner: GoodputPlanner | VariantPlanner = (
+                VariantPlanner(spec) if spec.variants else GoodputPlanner(spec)
+            )
+            self._runtime = _Runtime(key, spec, planner, sources)
         return self._runtime
 
     def close(self) -> None:
         if self._runtime is not None:
-            close = getattr(self._runtime.source, "close", None)
-            if close is not None:
-                close()
+            for source in self._runtime.sources.values():
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
             self._runtime = None
 
 
@@ -283,10 +450,11 @@ def _with(f: Facts, **changes: Any) -> Facts:
 
 def _targets(spec: GoodputPolicySpec, scales: dict[str, WorkloadScale]) -> dict[str, Target]:
     out = {}
-    for p in spec.pools:
-        s = scales[p.role.value]
-        out[p.role.value] = Target(
-            p.role.value,
+    for e in pool_entries(spec):
+        p = e.pool
+        s = scales[e.key]
+        out[e.key] = Target(
+            e.key,
             p.target_ref,
             s.spec_replicas,
             s.pods_present,
@@ -315,9 +483,9 @@ def _targets(spec: GoodputPolicySpec, scales: dict[str, WorkloadScale]) -> dict[
 
 def _profile_problem(spec: GoodputPolicySpec) -> Blocker | None:
     """The planner needs each pool's own performance model; none is ever assumed."""
-    for pool in spec.pools:
+    for e in pool_entries(spec):
         try:
-            resolve_profile(pool, None)
+            resolve_profile(e.pool, None)
         except ProfileError as err:
             return Blocker(err.reason, f"{err}; holding", ConditionType.Ready)
     return None
@@ -357,19 +525,28 @@ def _previous_status(raw: dict[str, Any]) -> GoodputPolicyStatus:
 def _resolve_gpus(
     spec: GoodputPolicySpec, scales: dict[str, WorkloadScale]
 ) -> tuple[GoodputPolicySpec | None, str]:
-    pools = []
-    for p in spec.pools:
+    pools = {}
+    for e in pool_entries(spec):
+        p = e.pool
         if p.gpus_per_replica is not None:
-            pools.append(p)
             continue
-        found = scales[p.role.value].template_gpus
+        found = scales[e.key].template_gpus
         if not found:
             return None, (
-                f"pool {p.role.value}: gpusPerReplica is not set and {p.target_ref.kind}/"
+                f"pool {e.key}: gpusPerReplica is not set and {p.target_ref.kind}/"
                 f"{p.target_ref.name}'s pod template has no nvidia.com/gpu limit; nothing changed"
             )
-        pools.append(p.model_copy(update={"gpus_per_replica": found}))
-    return spec.model_copy(update={"pools": pools}), ""
+        pools[e.key] = p.model_copy(update={"gpus_per_replica": found})
+    return with_pools(spec, pools), ""
+
+
+def _even(n: int) -> list[int]:
+    """100 split in n integer parts (the first ones one larger), for checking a route."""
+    return [100 // n + (1 if i < 100 % n else 0) for i in range(n)]
+
+
+# Decisions that come before any split: the budget's.
+_BUDGET_FIRST = {Reason.OverBudget, Reason.MinimumsExceedBudget}
 
 
 def _with_ready_replicas(obs: Observation, scales: dict[str, WorkloadScale]) -> Observation:
