@@ -437,6 +437,7 @@ def render(
     cmd: str,
     total_s: float,
     changes: str = "",
+    variants: list[str] | None = None,
 ) -> str:
     wall, span, n = speed
     lines = [
@@ -557,6 +558,9 @@ def render(
             *_targets(c),
             "",
         ]
+    # --- model variants (issue 13): goodput.sim.variant_bench (begin) ---
+    lines += variants or []
+    # --- model variants (end) ---
     try:
         from goodput.planner.bench import plan_timings, render_markdown
 
@@ -578,6 +582,13 @@ def main(argv: list[str] | None = None) -> int:
         help="Markdown file explaining, one line each, why ratios changed since the last run",
     )
     ap.add_argument("--quiet", action="store_true")
+    # --- model variants (issue 13): goodput.sim.variant_bench (begin) ---
+    ap.add_argument(
+        "--no-variants",
+        action="store_true",
+        help="skip the model-variants section (the two examples in the variant twin)",
+    )
+    # --- model variants (end) ---
     args = ap.parse_args(argv)
     root = Path(args.traces) if args.traces else require_shared_data("traces")
     plots = Path(args.plots)
@@ -605,10 +616,21 @@ def main(argv: list[str] | None = None) -> int:
         c.wall_s = time.perf_counter() - t0
         report.plot(c.results, plots / f"{c.key}.png", title=c.title)
         print(_table(c.results), file=sys.stderr)
+    # --- model variants (issue 13): goodput.sim.variant_bench (begin) ---
+    variants: list[str] = []
+    if not args.no_variants:
+        from goodput.sim.variant_bench import HOW, variant_section
+
+        print(f"[variants] {HOW}", file=sys.stderr)
+        variants = variant_section(root, plots, bar)
+        bar.close()
+    # --- model variants (end) ---
     speed = replay_speed(root)
     cmd = "goodput bench " + " ".join(argv if argv is not None else sys.argv[2:])
     changes = Path(args.changes).read_text() if args.changes else ""
-    text = render(selected, speed, plots, cmd.strip(), time.perf_counter() - t_all, changes)
+    text = render(
+        selected, speed, plots, cmd.strip(), time.perf_counter() - t_all, changes, variants
+    )
     Path(args.out).write_text(text)
     print(f"wrote {args.out} and {len(selected)} plots under {plots}/", file=sys.stderr)
     return 0

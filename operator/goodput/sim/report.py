@@ -302,6 +302,15 @@ def variant_plot(
         ax.plot(grid, [r.value_goodput(c) for c in grid], lw=1.2, label=f"single-{v}")
     if sweep is not None and sweep.planner:
         ax.plot(sweep.costs, sweep.planner, "o-", color="black", lw=1.2, label="goodput (planner)")
+    elif "goodput" in cmp.results:  # no sweep: the planner's run at the policy's own c
+        g = cmp.results["goodput"]
+        ax.plot(
+            [g.wrong_answer_cost],
+            [g.value_goodput()],
+            "o",
+            color="black",
+            label="goodput (planner) at the policy's c",
+        )
     cx = crossover_cost(singles, float(min(cs)), float(max(cs))) if len(singles) > 1 else None
     if cx is not None:
         ax.axvline(cx, color="grey", ls="--", lw=0.8)
