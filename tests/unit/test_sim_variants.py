@@ -15,7 +15,9 @@ from goodput.api.load import load_policy
 from goodput.sim.router import WeightedRouter, integer_weights
 from goodput.sim.traces import Trace
 from goodput.sim.variant_controllers import (
+    GOODPUT_DRIVER,
     HpaFixedSplit,
+    VariantPlannerLoop,
     capacity_weights,
     crossover_cost,
     planner_available,
@@ -318,7 +320,7 @@ def test_simulate_json_reports_value_goodput_and_share_per_controller(
         assert entry["peak_gpus"] <= 64
         assert len(entry["timeline"]["weights"][V70]) == len(entry["timeline"]["t"])
     assert d["value"]["wrong_answer_cost"] == 0.2
-    assert d["goodput_driver"] == "variant-planner"
+    assert d["goodput_driver"] == GOODPUT_DRIVER == "operator-tick"
     assert "value goodput /s" in capsys.readouterr().out
     # A higher wrong-answer cost: the same runs of quality-blind baselines, less value.
     assert main([*argv, "--controllers", "single", "--wrong-answer-cost", "2"]) == 0
@@ -335,3 +337,54 @@ def test_simulate_refuses_single_model_controllers_on_a_variant_policy(tmp_path:
     _azure_csv(trace, synthetic(n=50, span_s=10.0))
     with pytest.raises(SystemExit):
         main(["--policy", str(FIN), "--trace", str(trace), "--controllers", "dynamo", "--quiet"])
+
+
+# ---------------------------------------------------------------------------- operator
+
+
+def test_json_patch_applies_the_route_patch_ops_and_refuses_a_stale_version() -> None:
+    from goodput.actuator.route import RouteError
+    from goodput.sim.variant_operator import apply_json_patch
+
+    obj = {
+        "metadata": {"resourceVersion": "3", "annotations": {}},
+        "spec": {
+            "rules": [{"backendRefs": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50}]}]
+        },
+    }
+    ops = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "3"},
+        {"op": "replace", "path": "/spec/rules/0/backendRefs/1/weight", "value": 80},
+        {
+            "op": "add",
+            "path": "/metadata/annotations/goodput.dev~1traffic-split-owner",
+            "value": "sim/goodput",
+        },
+    ]
+    out = apply_json_patch(obj, ops)
+    assert out["spec"]["rules"][0]["backendRefs"][1]["weight"] == 80
+    assert out["metadata"]["annotations"] == {"goodput.dev/traffic-split-owner": "sim/goodput"}
+    assert obj["spec"]["rules"][0]["backendRefs"][1]["weight"] == 50  # a copy
+    with pytest.raises(RouteError):
+        apply_json_patch(obj, [{"op": "test", "path": "/metadata/resourceVersion", "value": "2"}])
+
+
+@pytest.mark.skipif(not planner_available(), reason="goodput.planner.variants not landed yet")
+def test_operator_tick_writes_the_route_and_the_router_follows_it() -> None:
+    """goodput through the operator's own tick: its HTTPRoute patches are the weights the
+    twin splits by, and its scale writes stay within the budget across variants."""
+    from goodput.sim.variant_operator import OperatorVariantsLoop
+
+    vsc = scenario()
+    tr = synthetic(n=900, span_s=90.0)
+    ctl = OperatorVariantsLoop(vsc)
+    res = run_variants(vsc, tr, ctl)
+    assert ctl.route is not None and ctl.route.patches > 0
+    assert res.ticks[-1].weights == ctl.route.weights()
+    assert sum(ctl.route.weights().values()) == 100
+    assert res.peak_gpus <= vsc.budget
+    assert ctl.outcomes and ctl.raw_status.get("lastDecision")
+    # The direct planner driver (a diagnostic) plans the same way from the same start.
+    direct = run_variants(vsc, tr, VariantPlannerLoop(vsc))
+    assert direct.peak_gpus <= vsc.budget
+    assert direct.ticks[1].weights == res.ticks[1].weights

@@ -25,12 +25,13 @@ and llm-d choose between variants by cost only); each is configured as stated he
   mean context meets the ITL SLO (``slo_decode_batch``) and full prefill batches of the
   mean prompt, on the profile the twin runs, at the trace's mean lengths (the HPA
   baseline's only hindsight).
-- ``goodput``: the variant planner (goodput.planner.variants), value-weighted, driven
-  *directly* by :class:`VariantPlannerLoop` at every tick, its replicas written in the
-  budget-safe order and its weights applied at once. It is not yet the operator's own
-  tick (the lead wires the variant planner into goodput.operator); the one switch point
-  is :func:`goodput_controller` (``GOODPUT_DRIVER``), and every output says which driver
-  ran.
+- ``goodput``: the operator's own tick (goodput.operator.reconcile.Reconciler, which
+  runs the value-weighted variant planner goodput.planner.variants) on the simulated
+  fleet and an in-memory HTTPRoute (goodput.sim.variant_operator): its scale writes go
+  to the variants' simulated clusters, its route patch sets the weights the router
+  splits the next arrivals by. The one switch point is :func:`goodput_controller`
+  (``GOODPUT_DRIVER``); "variant-planner" drives the planner directly instead
+  (:class:`VariantPlannerLoop`, a diagnostic), and every output says which driver ran.
 
 Every adaptive controller starts from the same even start (goodput.sim.variants.
 even_start: budget split evenly between the variants and, within each, between its
@@ -64,13 +65,14 @@ from goodput.sim.variants import (
     run_variants,
 )
 
-#: How ``goodput`` is driven in the variant twin. "variant-planner": the planner called
-#: directly at each tick (VariantPlannerLoop). The lead switches this to the operator's
-#: own tick once goodput.operator runs the variant planner (then goodput_controller
-#: returns that loop instead).
-GOODPUT_DRIVER = "variant-planner"
+#: How ``goodput`` is driven in the variant twin. "operator-tick" (the default since
+#: goodput.operator plans variants): the operator's own Reconciler.tick on the simulated
+#: fleet and HTTPRoute (goodput.sim.variant_operator). "variant-planner": the planner
+#: called directly at each tick (VariantPlannerLoop), a diagnostic.
+GOODPUT_DRIVER = "operator-tick"
 GOODPUT_LABEL = {
-    "variant-planner": "variant planner called directly each tick (not yet the operator's tick)",
+    "variant-planner": "variant planner called directly each tick (not the operator's tick)",
+    "operator-tick": "the operator's own tick (Reconciler) on the simulated fleet and HTTPRoute",
 }
 
 Progress = Callable[[str, float], None]
@@ -258,6 +260,10 @@ def goodput_controller(vsc: VariantScenario) -> VariantController:
     """The single switch point for how ``goodput`` runs in the variant twin."""
     if GOODPUT_DRIVER == "variant-planner":
         return VariantPlannerLoop(vsc)
+    if GOODPUT_DRIVER == "operator-tick":
+        from goodput.sim.variant_operator import OperatorVariantsLoop
+
+        return OperatorVariantsLoop(vsc)
     raise ValueError(f"unknown GOODPUT_DRIVER {GOODPUT_DRIVER!r}")
 
 

@@ -493,7 +493,11 @@ def run_variants(
     replicas, weights = init if init is not None else even_start(vsc)
     weights = dict(weights)
     fleet.start(replicas)
+    bind = getattr(controller, "bind", None)
+    if callable(bind):  # a controller with its own clients (the operator's tick)
+        bind(fleet, weights)
     observes = bool(getattr(controller, "observes", True))
+    own_sources = bool(getattr(controller, "own_sources", False))
     bounded = bool(getattr(controller, "bounded", True))
     if observes:
         fleet.scrape()
@@ -531,7 +535,7 @@ def run_variants(
         )
         fleet.account.sample(tick.gpus_held)
         if t_next < end:
-            obs = fleet.observe(t_next) if observes else {}
+            obs = fleet.observe(t_next) if observes and not own_sources else {}
             spec = fleet.spec()
             current = {v: Allocation(pools=p) for v, p in spec.items()}
             d = controller.decide(obs, current, weights, t_next)
@@ -546,6 +550,9 @@ def run_variants(
         if progress is not None:
             progress(t_next / end if end else 1.0)
         t = t_next
+    close = getattr(controller, "close", None)
+    if callable(close):
+        close()
     for cl in fleet.clusters.values():
         cl.freeze(end)
     for tw in fleet.twins.values():
