@@ -117,3 +117,29 @@ def test_break_even_70b_vs_405b_at_a_speed_ratio() -> None:
     assert 5.8 * value_per_answer(p70, c + 0.01) < value_per_answer(p405, c + 0.01)
     # With equal speed the better variant wins at every c: no crossing.
     assert break_even_cost(1.0, p70, 1.0, p405) is None
+
+
+def test_class_quality_weights_each_class_by_its_share_of_requests() -> None:
+    from goodput.planner.value import class_quality
+
+    assert class_quality(0.7, [], 1000.0) == 0.7
+    # Exponential lengths around a 1000-token mean: P(L >= 2000) = e^-2 = 0.135.
+    mixed = class_quality(0.7, [(2000, 0.3)], 1000.0)
+    share = math.exp(-2.0)
+    assert mixed == pytest.approx(0.7 * (1 - share) + 0.3 * share)
+    # Two classes, each counted once; a long mean moves weight to the long class.
+    two = class_quality(0.7, [(2000, 0.5), (8000, 0.2)], 4000.0)
+    a, b = math.exp(-0.5), math.exp(-2.0)
+    assert two == pytest.approx(0.7 * (1 - a) + 0.5 * (a - b) + 0.2 * b)
+    assert class_quality(0.7, [(2000, 0.3)], 8000.0) < mixed
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=P, long=P, n=st.integers(1, 100_000), mean=st.floats(1.0, 1e5))
+def test_class_quality_lies_between_the_class_scores(
+    base: float, long: float, n: int, mean: float
+) -> None:
+    from goodput.planner.value import class_quality
+
+    q = class_quality(base, [(n, long)], mean)
+    assert min(base, long) - 1e-12 <= q <= max(base, long) + 1e-12

@@ -458,3 +458,21 @@ def test_best_by_gpus_agrees_with_optimize(profile: str, rate: float) -> None:
         result.chosen.goodput_rps, rel=1e-9
     )
     assert bool(np.all(np.diff(table[np.isfinite(table)]) >= 0))
+
+
+def test_a_lower_score_for_long_inputs_can_flip_the_choice() -> None:
+    """Financial analysis at 8 req/s puts everything on the 405B INT4; if its answers to
+    inputs of 1000+ tokens were right only 50 % of the time (4-bit long-context loss,
+    arXiv 2505.20276), its quality over the mix (mean 1000 tokens: 37 % of requests
+    above) falls below the 70B's and the traffic moves."""
+    base = _spec(1.0, "5s", "100ms")
+    assert _plan(base, 8.0).shares[B] == 100
+    doc = base.model_dump(by_alias=True)
+    doc["variants"][1]["quality"]["classes"] = [
+        {"minInputTokens": 1000, "score": 0.5, "source": "illustrative long-input score"}
+    ]
+    spec = GoodputPolicySpec.model_validate(doc)
+    plan = _plan(spec, 8.0)
+    q = plan.variants[B].quality
+    assert q is not None and q == pytest.approx(P405_INT4 * (1 - 0.3679) + 0.5 * 0.3679, abs=1e-3)
+    assert q < P70 and plan.shares[A] == 100

@@ -352,3 +352,19 @@ def test_variant_status_fields_are_optional_and_round_trip() -> None:
     wire = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     assert wire["lastDecision"]["variants"][0]["valuePerAnswer"] == -0.344
     assert GoodputPolicyStatus.model_validate(wire) == status
+
+
+def test_quality_classes_validate_in_increasing_order() -> None:
+    doc = _variants_spec()
+    doc["variants"][1]["quality"]["classes"] = [
+        {"minInputTokens": 32768, "score": 0.6, "source": "eval at 32K"},
+        {"minInputTokens": 65536, "score": 0.4, "source": "arXiv 2505.20276-like drop at 64K"},
+    ]
+    spec = _parse(doc)
+    assert spec.variants[1].quality.class_scores() == [(32768, 0.6), (65536, 0.4)]
+    doc["variants"][1]["quality"]["classes"].reverse()
+    assert any("increasing order of minInputTokens" in x for x in _errors(doc))
+    doc["variants"][1]["quality"]["classes"] = [{"minInputTokens": 10, "score": 0.5}]
+    assert any("source" in x for x in _errors(doc))
+    quality = SPEC_SCHEMA["properties"]["variants"]["items"]["properties"]["quality"]
+    assert "isSorted()" in _rules(quality)

@@ -741,11 +741,40 @@ class ValueModel(ApiModel):
     )
 
 
+MAX_QUALITY_CLASSES = 4
+
+
+class QualityClass(ApiModel):
+    """Quality for long inputs: requests with at least ``minInputTokens`` input tokens
+    are right with probability ``score`` (4-bit models lose far more at 64K-token inputs
+    than at short ones: arXiv 2505.20276)."""
+
+    min_input_tokens: StrictInt = Field(
+        ge=1,
+        le=10_000_000,
+        description="Requests with at least this many input tokens are in this class.",
+    )
+    score: StrictFloat = Field(
+        ge=0, le=1, description="Probability that an answer in this class is right, in [0, 1]."
+    )
+    source: StrictStr = Field(
+        min_length=1,
+        max_length=1024,
+        description="Where the score comes from (a long-context benchmark, an eval run).",
+    )
+
+
 class VariantQuality(ApiModel):
     """A variant's quality: the probability that one of its answers is right."""
 
     model_config = ConfigDict(
         json_schema_extra=_validations(
+            cel(
+                "!has(self.classes) || self.classes.map(c, c.minInputTokens).isSorted()",
+                "classes must be in increasing order of minInputTokens",
+                field_path=".classes",
+                reason="FieldValueInvalid",
+            ),
             cel(
                 "has(self.score) != has(self.query)",
                 "quality needs exactly one of score (a static figure, with its source) or "
@@ -789,6 +818,21 @@ class VariantQuality(ApiModel):
         ),
     )
 
+    classes: list[QualityClass] = Field(
+        default_factory=list,
+        max_length=MAX_QUALITY_CLASSES,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["minInputTokens"],
+        },
+        description=(
+            "Quality by request class, in increasing order of minInputTokens: a request with "
+            "at least that many input tokens is right with the class's score; shorter ones "
+            "with score or query. The planner weights each class by the share of requests "
+            "in it (input lengths exponential around the observed mean)."
+        ),
+    )
+
     @model_validator(mode="after")
     def _one_of(self) -> VariantQuality:
         if (self.score is None) == (self.query is None):
@@ -801,7 +845,17 @@ class VariantQuality(ApiModel):
                 "source: a static score needs a source: where the number comes from (e.g. "
                 "'Meta Llama-3.1-70B-Instruct model card, MMLU-Pro')"
             )
+        thresholds = [c.min_input_tokens for c in self.classes]
+        if thresholds != sorted(set(thresholds)):
+            raise ValueError(
+                "classes: classes must be in increasing order of minInputTokens, each "
+                f"threshold once (got {thresholds})"
+            )
         return self
+
+    def class_scores(self) -> list[tuple[int, float]]:
+        """(minInputTokens, score) per request class, in increasing order."""
+        return [(c.min_input_tokens, c.score) for c in self.classes]
 
 
 class BackendKind(StrEnum):
@@ -1383,6 +1437,7 @@ __all__ = [
     "Preset",
     "PrometheusAuth",
     "Quality",
+    "QualityClass",
     "ScalingPolicy",
     "ScalingPolicyType",
     "ScalingRules",

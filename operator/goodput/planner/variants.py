@@ -65,7 +65,7 @@ from goodput.planner.planner import (
     missing_signals,
     pool_model,
 )
-from goodput.planner.value import answer_value, break_even_cost
+from goodput.planner.value import answer_value, break_even_cost, class_quality
 from goodput.profiles import PerformanceProfile
 from goodput.reasons import Limit, Reason
 
@@ -565,7 +565,8 @@ def plan_variants(
             max(rate, state.rates.get(n, rate)),
         )
         new_factors[n] = model.factors
-        quality = v.quality.score if v.quality.score is not None else (obs[n].quality or 0.0)
+        base = v.quality.score if v.quality.score is not None else (obs[n].quality or 0.0)
+        quality = class_quality(base, v.quality.class_scores(), mean_in)
         eligible = quality >= spec.value.quality_floor
         front = obs[n].pools.get(model.roles[0])
         backlog = (front.waiting_requests or 0.0) if front is not None else 0.0
