@@ -388,3 +388,24 @@ def test_operator_tick_writes_the_route_and_the_router_follows_it() -> None:
     direct = run_variants(vsc, tr, VariantPlannerLoop(vsc))
     assert direct.peak_gpus <= vsc.budget
     assert direct.ticks[1].weights == res.ticks[1].weights
+
+
+def test_request_classes_set_each_requests_chance_of_a_right_answer() -> None:
+    """quality.classes: a 405B-INT4 that is never right on prompts of 1,000+ tokens (a
+    stand-in for 4-bit models' long-context loss) answers none of them right, and the
+    shorter ones at its score."""
+    base = load_policy(FIN)
+    v405 = base.variants[1]
+    raw = v405.quality.model_dump(by_alias=True, exclude_none=True)
+    raw["classes"] = [{"minInputTokens": 1000, "score": 0.0, "source": "test"}]
+    q = type(v405.quality).model_validate(raw)
+    spec = base.model_copy(
+        update={"variants": [base.variants[0], v405.model_copy(update={"quality": q})]}
+    )
+    vsc = build_variant_scenario(spec)
+    tr = synthetic(n=3_000, span_s=60.0)
+    res = run_variants(vsc, tr, FixedVariants("f", even_start(vsc)[0], {V70: 0, V405: 100}))
+    long = tr.input_tokens >= 1000
+    assert not np.any(res.right[long])
+    short = float(np.mean(res.right[~long]))
+    assert abs(short - 0.728) < 4 * np.sqrt(0.728 * 0.272 / int(np.sum(~long)))

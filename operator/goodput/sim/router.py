@@ -108,5 +108,11 @@ class WeightedRouter:
         qi = np.where(routed, q[np.maximum(self.assigned, 0)], -1.0)
         return np.asarray(self.right_draw < qi)
 
+    def right_at(self, quality: FloatArray) -> BoolArray:
+        """As :meth:`right` with each request's own quality (e.g. its request class's
+        score on the variant that served it); unrouted requests are never right."""
+        qi = np.where(self.assigned >= 0, quality, -1.0)
+        return np.asarray(self.right_draw < qi)
+
 
 __all__ = ["UNROUTED", "WeightedRouter", "integer_weights"]

@@ -82,6 +82,16 @@ class VariantInfo:
     min_share: int
     max_share: int
     backend: str | None  # kind/name of the HTTPRoute backendRef, when declared
+    # quality.classes: (minInputTokens, score), increasing; a request with at least that
+    # many input tokens is right with that class's score, shorter ones with ``quality``.
+    classes: tuple[tuple[int, float], ...] = ()
+
+    def request_quality(self, input_tokens: IntArray) -> FloatArray:
+        """Each request's probability of a right answer on this variant."""
+        q = np.full(len(input_tokens), self.quality, dtype=np.float64)
+        for lo, score in self.classes:
+            q[input_tokens >= lo] = score
+        return q
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,7 @@ def build_variant_scenario(
             min_share=v.min_share,
             max_share=v.max_share,
             backend=backend,
+            classes=tuple(v.quality.class_scores()),
         )
     return VariantScenario(
         spec=spec,
@@ -468,6 +479,16 @@ class VariantRunResult:
 # ---------------------------------------------------------------------------- run
 
 
+def request_quality(vsc: VariantScenario, trace: Trace, assigned: IntArray) -> FloatArray:
+    """Each request's probability of a right answer on the variant it was routed to: the
+    variant's score, or its request class's (``quality.classes``) by input tokens."""
+    q = np.zeros(len(trace), dtype=np.float64)
+    for k, info in enumerate(vsc.variants.values()):
+        m = assigned == k
+        q[m] = info.request_quality(trace.input_tokens[m])
+    return q
+
+
 def run_variants(
     vsc: VariantScenario,
     trace: Trace,
@@ -575,7 +596,7 @@ def run_variants(
         wrong_answer_cost=value.wrong_answer_cost,
         assigned=router.assigned.copy(),
         met=met,
-        right=router.right(vsc.quality()),
+        right=router.right_at(request_quality(vsc, trace, router.assigned)),
         output_tokens=trace.output_tokens,
         ticks=ticks,
         peak_gpus=fleet.account.peak,
