@@ -118,7 +118,13 @@ def decide(f: Facts) -> Intent:
     intent = _intent(f)
     if f.spec is None or f.spec.mode != Mode.Recommend:
         return intent
-    if intent.desired == current(f.targets) and not intent.writes:
+    split_moves = (
+        f.variant_plan is not None
+        and f.route is not None
+        and not intent.emergency
+        and f.variant_plan.shares != f.route.shares
+    )
+    if intent.desired == current(f.targets) and not intent.writes and not split_moves:
         return intent
     keep = {Reason.OverBudget, Reason.MinimumsExceedBudget}
     return replace(
