@@ -20,7 +20,6 @@ from goodput.sim.variant_controllers import (
     VariantPlannerLoop,
     capacity_weights,
     crossover_cost,
-    planner_available,
     run_variant_benchmark,
     single_best,
 )
@@ -271,7 +270,6 @@ def test_crossover_is_where_the_single_variants_lines_meet() -> None:
         assert a.value_goodput(c) == pytest.approx(b.value_goodput(c), rel=1e-6, abs=1e-6)
 
 
-@pytest.mark.skipif(not planner_available(), reason="goodput.planner.variants not landed yet")
 def test_the_two_examples_choose_differently() -> None:
     """Financial analysis (c = 2, loose SLO) puts more traffic on 405B-INT4 than the
     support chatbot (c = 0.2, tight SLO) does, on the same trace and fleet."""
@@ -369,7 +367,6 @@ def test_json_patch_applies_the_route_patch_ops_and_refuses_a_stale_version() ->
         apply_json_patch(obj, [{"op": "test", "path": "/metadata/resourceVersion", "value": "2"}])
 
 
-@pytest.mark.skipif(not planner_available(), reason="goodput.planner.variants not landed yet")
 def test_operator_tick_writes_the_route_and_the_router_follows_it() -> None:
     """goodput through the operator's own tick: its HTTPRoute patches are the weights the
     twin splits by, and its scale writes stay within the budget across variants."""

@@ -256,9 +256,6 @@ def simulate_variants(
         run_variant_benchmark,
         sweep_costs,
     )
-    from goodput.sim.variant_controllers import (
-        planner_available as variant_planner_available,
-    )
     from goodput.sim.variants import build_variant_scenario
 
     if args.wrong_answer_cost is not None:
@@ -270,15 +267,13 @@ def simulate_variants(
     if args.controllers:
         names = [n.strip() for n in args.controllers.split(",") if n.strip()]
     else:
-        names = [n for n in VARIANT_CONTROLLERS if n != "goodput" or variant_planner_available()]
+        names = list(VARIANT_CONTROLLERS)
     unknown = [n for n in names if n not in VARIANT_CONTROLLERS]
     if unknown:
         ap.error(
             f"unknown controller(s) {unknown} for a policy with variants; known: "
             f"{', '.join(VARIANT_CONTROLLERS)} ('single' = one single-<variant> per variant)"
         )
-    if "goodput" in names and not variant_planner_available():
-        ap.error("controller 'goodput' needs goodput.planner.variants.VariantPlanner")
     costs: list[float] = []
     if args.cost_sweep and args.cost_sweep != "none":
         costs = [float(c) for c in args.cost_sweep.split(",") if c.strip()]

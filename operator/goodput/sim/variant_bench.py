@@ -23,7 +23,6 @@ from goodput.sim.variant_controllers import (
     VARIANT_CONTROLLERS,
     VariantComparison,
     crossover_cost,
-    planner_available,
     run_variant_benchmark,
 )
 from goodput.sim.variants import build_variant_scenario
@@ -63,7 +62,7 @@ def run_examples(
     policies: Path | None = None,
 ) -> tuple[Trace, list[ExampleRun]]:
     trace = load_trace(root)
-    names = [n for n in VARIANT_CONTROLLERS if n != "goodput" or planner_available()]
+    names = list(VARIANT_CONTROLLERS)
     out: list[ExampleRun] = []
     for ex in EXAMPLES:
         vsc = build_variant_scenario(load_policy((policies or REPO / "policies") / f"{ex}.yaml"))

@@ -247,15 +247,6 @@ class VariantPlannerLoop:
         return VariantDecision(replicas=replicas, weights=dict(plan.shares), note=note)
 
 
-def planner_available() -> bool:
-    """Whether goodput.planner.variants (the variant planner) is installed."""
-    try:
-        from goodput.planner import variants as vp
-    except ImportError:
-        return False
-    return hasattr(vp, "VariantPlanner")
-
-
 def goodput_controller(vsc: VariantScenario) -> VariantController:
     """The single switch point for how ``goodput`` runs in the variant twin."""
     if GOODPUT_DRIVER == "variant-planner":
@@ -374,7 +365,7 @@ def sweep_costs(
     lines = {v: [r.value_goodput(c) for c in costs] for v, r in singles.items()}
     planner: list[float] | None = None
     shares: list[dict[str, float]] = []
-    if with_planner and planner_available():
+    if with_planner:
         planner = []
         for k, c in enumerate(costs):
             sc_c = vsc.with_cost(c)
@@ -398,7 +389,6 @@ __all__ = [
     "capacity_weights",
     "crossover_cost",
     "goodput_controller",
-    "planner_available",
     "run_variant_benchmark",
     "single_best",
     "sweep_costs",
