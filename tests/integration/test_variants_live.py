@@ -3,10 +3,8 @@ in-process handlers) splits traffic through the weights of a real Gateway API v1
 HTTPRoute and moves GPUs between a 70B and a 405B-INT4 variant under one budget.
 
 Recommend publishes the split and writes nothing (the route's resourceVersion and the
-replicas stay); Enforce writes the weights and the planned replicas, and a watcher of
-the pods sees no moment above the budget. (Not shown here: GPUs moving from the 70B to
-the 405B. In this setup the planner leaves the idle 70B's replicas in place; see the
-issue 13 closing note.) A route
+replicas stay); Enforce writes the weights and the replicas, and a watcher of the pods
+sees no moment above the budget while GPUs move from the 70B to the 405B. A route
 the policy cannot safely edit (a backendRef it does not own in the same rule) or one that
 does not exist holds the policy with a condition and an event, and nothing is written."""
 
@@ -48,13 +46,16 @@ VARIANTS = {
 }
 # A light load both variants can serve on time: only the value model tells them apart.
 LOAD = PoolTruth(
-    arrival_rps=0.3,  # per variant; 405B-INT4 needs more than its one replica for 0.6
+    arrival_rps=0.8,  # per variant: 1.6 req/s need more than one 405B-INT4 replica
     mean_input_tokens=1000.0,
     mean_output_tokens=200.0,
     running=4.0,
     waiting=0.0,
     kv_usage=0.2,
     prefix_hit=0.0,
+    # Latencies that meet the SLO (97 % of tokens within 60 ms): a pool missing its SLO
+    # is never shrunk, which would keep the idle 70B's replicas.
+    itl_knots=((0.0, 0.0), (0.02, 0.3), (0.04, 0.9), (0.06, 0.97), (0.1, 1.0)),
 )
 
 
@@ -228,12 +229,14 @@ def test_recommend_publishes_the_split_and_enforce_moves_traffic_and_gpus_within
                 st["lastDecision"]["reason"] != "RecommendOnly"
                 and w["v405"] > w["v70"]
                 and w == _shares(st)
+                and _replicas(cluster, ns, "v70") < 3
+                and _replicas(cluster, ns, "v405") > 1
                 and all(_replicas(cluster, ns, k.split("/")[0]) == n for k, n in desired.items())
             )
             return st if done else None
 
         st = _poll(
-            moved, 120, "the split was not written to the route", lambda: _status(cluster, ns)
+            moved, 120, "traffic and GPUs did not move to 405B", lambda: _status(cluster, ns)
         )
         time.sleep(3)  # pods of the last write start or go
     assert watch.samples > 20
@@ -244,6 +247,8 @@ def test_recommend_publishes_the_split_and_enforce_moves_traffic_and_gpus_within
     assert st["split"] == ",".join(f"{n}={w}" for n, w in _weights(route).items())
     reasons = [e["reason"] for e in _events(cluster, ns)]
     assert Reason.TrafficShifted.value in reasons
+    # GPUs moved: the 70B shrank and the 405B grew, with the budget full before.
+    assert Reason.ScaledDown.value in reasons and Reason.ScaledUp.value in reasons
     assert GPUS * (_replicas(cluster, ns, "v70") + _replicas(cluster, ns, "v405")) <= BUDGET
 
 
