@@ -454,10 +454,12 @@ def test_simulate_cli_demo_writes_json_plot_and_requests(tmp_path: Path) -> None
         "peak_gpus",
         "budget",
         "ratio_to_oracle",
+        "inflight_lost",
     }
     for v in data.values():
         assert set(v) == keys
         assert v["peak_gpus"] <= v["budget"]
+        assert isinstance(v["inflight_lost"], int) and v["inflight_lost"] >= 0
     assert png.stat().st_size > 1000
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("arrival_s,input_tokens,output_tokens,cached_prefix_tokens")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from goodput.sim.cluster import inflight_lost
 from goodput.sim.harness import RunResult
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ def summary(results: dict[str, RunResult]) -> dict[str, dict[str, Any]]:
             "peak_gpus": r.peak_gpus,
             "budget": r.budget,
             "ratio_to_oracle": (round(g / ref, 4) if ref else None),
+            # Requests in flight on the replicas its scale-downs removed (docs/drain.md).
+            "inflight_lost": inflight_lost(r.writes),
         }
     return out
 
