@@ -113,7 +113,7 @@ def missing_signals(spec: GoodputPolicySpec, obs: Observation) -> list[str]:
     return out
 
 
-def _smooth_tokens(
+def smooth_tokens(
     last: tuple[float, float, float, float] | None,
     now: float,
     requests: float,
@@ -121,6 +121,9 @@ def _smooth_tokens(
     output_tokens: float,
     half_life_s: float,
 ) -> tuple[float, float, float, float] | None:
+    """(time, mean input tokens, mean output tokens, weight): request-weighted token
+    means decaying with ``half_life_s``, so one odd window does not resize the plan.
+    Shared by the single-model and the variant planner."""
     if requests <= 0:
         return last
     if last is None or half_life_s <= 0:
@@ -503,7 +506,7 @@ def plan(
     demand_rate, fstate = forecast.forecast(fstate, rate, horizon, patience)
     # A queue must drain by the time capacity asked for now can serve.
     drain_s = parse_duration(spec.behavior.startup_delay) + parse_duration(spec.behavior.interval)
-    last = _smooth_tokens(
+    last = smooth_tokens(
         state.last_traffic, now, rate * window, input_tokens, output_tokens, horizon
     )
     # A lull inside the patience window keeps planning for the recent demand.

@@ -64,6 +64,7 @@ from goodput.planner.planner import (
     hold_reason,
     missing_signals,
     pool_model,
+    smooth_tokens,
 )
 from goodput.planner.value import answer_value, break_even_cost, class_quality
 from goodput.profiles import PerformanceProfile
@@ -441,29 +442,6 @@ def _current_shares(
     return tuple(largest_remainder(list(rates), lo, hi))
 
 
-def _smooth(
-    last: tuple[float, float, float, float] | None,
-    now: float,
-    requests: float,
-    input_tokens: float,
-    output_tokens: float,
-    half_life_s: float,
-) -> tuple[float, float, float, float] | None:
-    if requests <= 0:
-        return last
-    if last is None or half_life_s <= 0:
-        return (now, input_tokens, output_tokens, requests)
-    then, mean_in, mean_out, weight = last
-    weight *= 0.5 ** (max(now - then, 0.0) / max(half_life_s, 1.0))
-    total = weight + requests
-    return (
-        now,
-        (weight * mean_in + requests * input_tokens) / total,
-        (weight * mean_out + requests * output_tokens) / total,
-        total,
-    )
-
-
 def _fmt_shares(names: Sequence[str], shares: Sequence[int]) -> str:
     return ", ".join(f"{n} {s}%" for n, s in zip(names, shares, strict=True))
 
@@ -547,7 +525,7 @@ def plan_variants(
     drain_s = startup + parse_duration(spec.behavior.interval)
     fstate = forecast.update(state.demand, total_rate, now, window)
     demand_rps, fstate = forecast.forecast(fstate, total_rate, horizon, patience)
-    last = _smooth(state.last_traffic, now, total_rate * window, mean_in, mean_out, horizon)
+    last = smooth_tokens(state.last_traffic, now, total_rate * window, mean_in, mean_out, horizon)
     if last is not None:
         _, mean_in, mean_out, _ = last
     mean_out = max(mean_out, 1.0)
