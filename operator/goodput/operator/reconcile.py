@@ -208,7 +208,7 @@ class Reconciler:
         return RouteResult(view.name, view.shares, dict(shares))
 
     async def _route(
-        self, policy: PolicyRef, spec: GoodputPolicySpec
+        self, policy: PolicyRef, spec: GoodputPolicySpec, claims: list[Claim]
     ) -> tuple[RouteView | None, Blocker | None]:
         """Read the policy's HTTPRoute and check, before planning, that this policy may
         write its weights (owner, foreign backendRefs, one rule): a route it cannot
@@ -236,7 +236,6 @@ class Reconciler:
         read = read_weights(obj, keys)
         if isinstance(read, RouteRefusal):
             return None, Blocker(read.reason, f"{read.message}; holding", ConditionType.AbleToScale)
-        claims = await self.scale.claims(policy.namespace)
         live = {f"{policy.namespace}/{c.name}" for c in claims}
         even = _even(len(keys))
         probe = plan_weights(
@@ -325,7 +324,9 @@ class Reconciler:
                 return _with(
                     base, blocker=Blocker(Reason.TargetNotFound, msg, ConditionType.AbleToScale)
                 )
-        others = await self._other_controllers(policy, refs)
+        hpas = await self._other_autoscalers(policy, refs)
+        claims = await self.scale.claims(ns) if not hpas else []
+        others = hpas or _older_claimant(policy, refs, claims)
         if others:
             return _with(
                 base,
@@ -338,7 +339,7 @@ class Reconciler:
         profile = _profile_problem(resolved)
         if profile is not None:
             return _with(facts, blocker=profile)
-        route, refused = await self._route(policy, resolved)
+        route, refused = await self._route(policy, resolved, claims)
         facts = _with(facts, route=route)
         if refused is not None:
             return _with(facts, blocker=refused)
@@ -399,23 +400,14 @@ class Reconciler:
         vplan = planner.decide(observations, current, now, shares)
         return _with(facts, plan=flatten(vplan), variant_plan=vplan)
 
-    async def _other_controllers(self, policy: PolicyRef, refs: dict[str, TargetRef]) -> str:
-        """'' when this policy is the only writer of its targets, else who else is."""
+    async def _other_autoscalers(self, policy: PolicyRef, refs: dict[str, TargetRef]) -> str:
+        """'' when no HPA (or KEDA's) scales a target of this policy, else which."""
         for ref in refs.values():
             hpas = await self.scale.other_autoscalers(ref, policy.namespace)
             if hpas:
                 return (
                     f"{ref.kind}/{ref.name} is also scaled by {', '.join(hpas)}; "
                     "refusing to fight it, nothing changed"
-                )
-        claims = await self.scale.claims(policy.namespace)
-        for ref in refs.values():
-            owner = first_claimant(claims, ref)
-            if owner is not None and owner.name != policy.name:
-                return (
-                    f"{ref.kind}/{ref.name} is already scaled by GoodputPolicy {owner.name}"
-                    f" (created {owner.created.isoformat() if owner.created else 'earlier'});"
-                    " the older policy keeps it, this one holds and writes nothing"
                 )
         return ""
 
@@ -442,6 +434,19 @@ class Reconciler:
                 if close is not None:
                     close()
             self._runtime = None
+
+
+def _older_claimant(policy: PolicyRef, refs: dict[str, TargetRef], claims: list[Claim]) -> str:
+    """'' when no older GoodputPolicy claims a target of this policy, else which."""
+    for ref in refs.values():
+        owner = first_claimant(claims, ref)
+        if owner is not None and owner.name != policy.name:
+            return (
+                f"{ref.kind}/{ref.name} is already scaled by GoodputPolicy {owner.name}"
+                f" (created {owner.created.isoformat() if owner.created else 'earlier'});"
+                " the older policy keeps it, this one holds and writes nothing"
+            )
+    return ""
 
 
 def _with(f: Facts, **changes: Any) -> Facts:
