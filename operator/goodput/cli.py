@@ -13,6 +13,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "goodput.sim.cli",
         "Replay a trace through the digital twin and compare controllers.",
     ),
+    "emulate": (
+        "goodput.sim.emulator_cli",
+        "Emulate each policy's serving fleet on a cluster: pods' /metrics from the twin.",
+    ),
     "bench": ("goodput.sim.bench", "Run the benchmark suite and write BENCHMARKS.md."),
     "calibration": (
         "goodput.profiles.calibration",

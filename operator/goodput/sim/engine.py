@@ -297,6 +297,52 @@ class Twin:
             self._released(now)
         return True
 
+    def drain_replica(self, rid: int, now: float) -> int:
+        """Take this one replica out of service (the fleet emulator: its pod is being
+        deleted, so the choice was the cluster's, not ``scale_down_choice``'s). A starting
+        replica is gone at once; a serving one drains as in ``remove_replica``. Returns
+        the requests it was running at that instant (0 when it was not serving)."""
+        rep = self.replicas[rid]
+        if rep.state == STARTING:
+            rep.state = GONE
+            self._released(now)
+            return 0
+        if rep.state != SERVING:
+            return 0
+        inflight = rep.running_requests()
+        self.removals.append(Removal(now, rep.role, rid, inflight))
+        rep.state = DRAINING
+        if rep.role == PREFILL:
+            self._resize_hbm_cache()
+        if rep.idle():
+            rep.state = GONE
+            rep.version += 1
+            self._released(now)
+        return inflight
+
+    def kill_replica(self, rid: int, now: float) -> list[int]:
+        """The replica's process ends now (its pod was deleted before it drained): the
+        requests still running on it (its prefill batch, its decode batch) never finish
+        and are returned; they stay unfinished in the outcomes (lost). Events up to
+        ``now`` must have been run first, so what finished before ``now`` is kept."""
+        rep = self.replicas[rid]
+        if rep.state == GONE:
+            return []
+        was = rep.state
+        lost = list(rep.prefill_batch) + [i for _, i in rep.running]
+        rep.prefill_batch = []
+        rep.prefilling = False
+        rep.running = []
+        rep.n = rep.sum_in = rep.sum_join = rep.reserved = 0
+        rep.state = GONE
+        rep.version += 1  # cancels its pending prefill-done or decode-step event
+        if was == SERVING:
+            self.removals.append(Removal(now, rep.role, rid, len(lost)))
+        if rep.role == PREFILL:
+            self._resize_hbm_cache()
+        self._released(now)
+        return lost
+
     def set_tier_replicas(self, name: str, replicas: int) -> None:
         for i, t in enumerate(self.cfg.tiers):
             if t.name == name:
