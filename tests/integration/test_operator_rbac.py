@@ -252,6 +252,10 @@ def _run_and_check(
     code = op.stop()  # SIGTERM: kopf withdraws from the peering on the way out
     log = op.log()
     assert code in (0, -15), log[-3000:]
+    # At the signal the policy loops stop: nothing is decided (or written) after it.
+    after = log.partition("signal SIGTERM: the policy loops stop now")[2]
+    assert after, log[-3000:]
+    assert " decision " not in after, after[:3000]
     bad = [
         line
         for line in log.splitlines()

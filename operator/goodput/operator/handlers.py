@@ -335,6 +335,18 @@ class _Loop:
 
 
 LOOPS: dict[tuple[str, str], _Loop] = {}
+_halted = False
+
+
+def halt() -> None:
+    """Stop every policy loop now and start no new one: called at SIGTERM, before kopf
+    begins its own (unbounded) shutdown, so a replica on its way out writes nothing
+    while its standby takes over."""
+    global _halted
+    _halted = True
+    for loop in LOOPS.values():
+        if loop.task is not None:
+            loop.task.cancel()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -343,6 +355,8 @@ async def policy_event(
 ) -> None:
     """Keep one loop per live policy: start it on first sight (also when the operator
     starts and lists what exists), wake it when the spec changes, stop it on delete."""
+    if _halted:
+        return
     key = (namespace or "default", name)
     loop = LOOPS.get(key)
     if type == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
@@ -363,9 +377,7 @@ async def policy_event(
 
 @kopf.on.cleanup()
 async def stop_loops(**_: Any) -> None:
-    for loop in list(LOOPS.values()):
-        if loop.task is not None:
-            loop.task.cancel()
+    halt()
     await asyncio.gather(*(lp.task for lp in LOOPS.values() if lp.task), return_exceptions=True)
     LOOPS.clear()
 

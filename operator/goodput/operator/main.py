@@ -13,7 +13,9 @@ import asyncio
 import logging
 import os
 import re
+import signal
 import socket
+from collections.abc import Callable
 from typing import Any, cast
 
 from prometheus_client import Gauge, start_http_server
@@ -32,12 +34,23 @@ DEFAULT_PEERING_LIFETIME_S = 30
 # --priority-from-pod-name: replica N of the StatefulSet gets PRIORITY_BASE - N, so
 # replica 0 acts and the next live ordinal takes over when it goes.
 PRIORITY_BASE = 1000
+# After SIGTERM, how long kopf may take to withdraw from the peering and close its
+# watches before the process exits without it (the chart gives the pod 30 s).
+SHUTDOWN_GRACE_S = 10.0
 
 ACTIVE = Gauge(
     "goodput_operator_active",
     "1 while this process acts on policies; 0 while it stands by for a live peer with "
     "a higher priority (or cannot read its peering object).",
 )
+
+
+def _on_signal(sig: signal.Signals, stop: asyncio.Event, halt: Callable[[], None]) -> None:
+    if stop.is_set():
+        return
+    log.info("signal %s: the policy loops stop now, then kopf", sig.name)
+    halt()
+    stop.set()
 
 
 def priority_from_pod_name(name: str) -> int:
@@ -246,21 +259,49 @@ def main(argv: list[str]) -> int:
                 ),
                 name="goodput peering reporter",
             )
+        stop = asyncio.Event()
+        # kopf cancels, on its way out, every task that did not exist before it: this
+        # one (which waits for it) must be among those that did.
+        before = asyncio.all_tasks()
+        tasks = await kopf.spawn_tasks(
+            settings=settings,
+            # The loops compare peers with this identity: kopf must use the same.
+            identity=cast(Any, run.identity),
+            clusterwide=clusterwide,
+            namespaces=args.namespace,
+            standalone=args.standalone,
+            # A name makes peering mandatory: kopf stays paused, never runs alone,
+            # while the peering CRD or object is missing.
+            peering_name=run.peering,
+            priority=prio,
+            liveness_endpoint=args.liveness or None,
+            stop_flag=stop,
+        )
+        # kopf's own signal handlers (installed by spawn_tasks) only start its shutdown,
+        # which waits for its root tasks without a deadline (a peering withdrawal that
+        # the API server answers slowly holds it) while the policy loops keep ticking.
+        # These replace them: the loops stop at once, and kopf gets SHUTDOWN_GRACE_S.
+        main = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            main.add_signal_handler(sig, _on_signal, sig, stop, handlers.halt)
+        kopf_run = asyncio.create_task(kopf.run_tasks(tasks, ignored=before), name="kopf")
+        signalled = asyncio.create_task(stop.wait(), name="goodput stop")
         try:
-            await kopf.operator(
-                settings=settings,
-                # The loops compare peers with this identity: kopf must use the same.
-                identity=cast(Any, run.identity),
-                clusterwide=clusterwide,
-                namespaces=args.namespace,
-                standalone=args.standalone,
-                # A name makes peering mandatory: kopf stays paused, never runs alone,
-                # while the peering CRD or object is missing.
-                peering_name=run.peering,
-                priority=prio,
-                liveness_endpoint=args.liveness or None,
-            )
+            await asyncio.wait({kopf_run, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if not kopf_run.done():
+                done, _ = await asyncio.wait({kopf_run}, timeout=SHUTDOWN_GRACE_S)
+                if not done:
+                    log.warning(
+                        "kopf did not stop within %.0f s of the signal; exiting without it "
+                        "(the peering entry expires after its lifetime)",
+                        SHUTDOWN_GRACE_S,
+                    )
+                    kopf_run.cancel()
+                    await asyncio.wait({kopf_run}, timeout=2.0)
+            if kopf_run.done() and not kopf_run.cancelled():
+                kopf_run.result()  # kopf's own failure, if it had one
         finally:
+            signalled.cancel()
             if reporter is not None:
                 reporter.cancel()
 
