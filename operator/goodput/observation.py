@@ -85,7 +85,8 @@ class PoolObservation(_Frozen):
 
 
 class GoodputEstimate(_Frozen):
-    """DESIGN section 2: A ~ a_ttft * a_itl within Frechet bounds; G ~ gen_rate * A * q."""
+    """DESIGN section 2: A ~ min(a,b) * sqrt(max(a,b)) of the marginals a_ttft, a_itl, within
+    the Frechet bounds; G ~ gen_rate * A * q (goodput.metrics.math.goodput_estimate)."""
 
     attainment: float | None = None
     attainment_lower: float | None = None

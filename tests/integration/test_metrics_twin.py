@@ -7,17 +7,19 @@ with Poisson arrivals at 30 req/s (seed 7); after 22 s the twin's clock stops an
 policy's 10 s window ending there is observed; the truth is taken over the interval
 the window's scrapes span. SLO 100 ms TTFT / 10 ms ITL, both vLLM bucket bounds, so
 the marginals are not interpolated. Stated tolerances: rates 5%, marginal
-attainments 0.03, the exact joint attainment within the Fréchet bounds ± 0.02, the
-independence goodput estimate 30%.
+attainments 0.03, the exact joint attainment within the Fréchet bounds ± 0.02 and
+within 0.03 of the point estimate, the goodput estimate 15%.
 
 Measured over three runs: completions 28.8/29.3/29.0 vs 28.7/28.9/29.1 req/s;
 a_ttft 0.801/0.799/0.800 vs 0.800/0.798/0.800; a_itl 0.633/0.580/0.621 vs
 0.632/0.573/0.607; exact A 0.578/0.519/0.553, always inside the bounds
-(e.g. [0.435, 0.633]) and close to the upper one; the independence estimate
-A 0.507/0.463/0.497 and G 2231/2071/2198 vs exact 2871/2612/2802 tok/s, i.e. 21-22%
-low: under load TTFT and ITL misses come together (positive dependence) and the
-SLO-meeting requests are the longer ones. The bounds, not the point estimate, are
-what the histograms guarantee.
+(e.g. [0.435, 0.633]) and close to the upper one. DESIGN's independence product read
+A 0.507/0.463/0.497 (12% low: under load TTFT and ITL misses come together); the point
+estimate ``min(a, b) * sqrt(max(a, b))`` reads 0.566/0.518/0.555 (within 0.012). G
+stays 11-13% low (2494 vs 2871 tok/s in the latest run; the product gave 2231): the
+requests that meet the SLO are the longer ones (token-weighted attainment 0.65 against
+0.58 by requests), which no per-request histogram separates. Over whole 5-minute runs
+(tests/unit/test_estimate_vs_twin.py) the estimate is within 7%.
 """
 
 from __future__ import annotations
@@ -156,4 +158,5 @@ def test_estimate_matches_the_twins_exact_goodput(tmp_path: Path) -> None:
     assert pre.ttft.attainment == pytest.approx(truth["a_ttft"], abs=0.03)
     assert dec.itl.attainment == pytest.approx(truth["a_itl"], abs=0.03)
     assert est.attainment_lower - 0.02 <= truth["A"] <= est.attainment_upper + 0.02
-    assert est.goodput_tokens_per_s == pytest.approx(truth["G"], rel=0.30)
+    assert est.attainment == pytest.approx(truth["A"], abs=0.03)
+    assert est.goodput_tokens_per_s == pytest.approx(truth["G"], rel=0.15)

@@ -132,15 +132,21 @@ def test_frechet_bounds() -> None:
 
 
 class TestGoodput:
-    def test_independence_estimate_and_bounds(self) -> None:
+    def test_estimate_between_independence_and_comonotone_and_bounds(self) -> None:
         e = goodput_estimate(0.9, 0.8, 1000.0, 1.0)
-        assert e.attainment == pytest.approx(0.72)
+        assert e.attainment == pytest.approx(0.8 * 0.9**0.5)  # sqrt(0.72 * 0.8)
+        assert 0.72 < e.attainment < 0.8
         assert e.attainment_lower == pytest.approx(0.7)
         assert e.attainment_upper == pytest.approx(0.8)
-        assert e.goodput_tokens_per_s == pytest.approx(720.0)
+        assert e.goodput_tokens_per_s == pytest.approx(1000.0 * 0.8 * 0.9**0.5)
+
+    def test_one_marginal_met_is_the_other(self) -> None:
+        assert goodput_estimate(1.0, 0.6, 10.0, 1.0).attainment == pytest.approx(0.6)
+        assert goodput_estimate(0.6, 1.0, 10.0, 1.0).attainment == pytest.approx(0.6)
 
     def test_quality_weights_goodput(self) -> None:
-        assert goodput_estimate(0.9, 0.8, 1000.0, 0.5).goodput_tokens_per_s == pytest.approx(360.0)
+        got = goodput_estimate(0.9, 0.8, 1000.0, 0.5).goodput_tokens_per_s
+        assert got == pytest.approx(500.0 * 0.8 * 0.9**0.5)
 
     def test_no_generation_is_zero_goodput_even_without_attainment(self) -> None:
         e = goodput_estimate(None, None, 0.0, 1.0)
@@ -269,7 +275,7 @@ def test_quantile_inverts_attainment(counts: list[int], q: float) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(st.floats(0, 1), st.floats(0, 1))
-def test_independence_estimate_lies_within_bounds(a: float, b: float) -> None:
+def test_point_estimate_lies_within_bounds(a: float, b: float) -> None:
     e = goodput_estimate(a, b, 1.0, 1.0)
     assert e.attainment is not None and e.attainment_lower is not None
     assert e.attainment_upper is not None

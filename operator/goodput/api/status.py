@@ -129,7 +129,9 @@ class GoodputStatus(ApiModel):
         None, description="Token goodput the last plan predicts at the forecast load, tokens/s."
     )
     observed_attainment: float | None = Field(
-        None, description="Observed SLO attainment estimate, a_ttft x a_itl, in [0, 1]."
+        None,
+        description="Observed SLO attainment estimate from the marginals a_ttft, a_itl: "
+        "min(a, b) x sqrt(max(a, b)), in [0, 1].",
     )
     observed_attainment_lower: float | None = Field(
         None, description="Lower (Frechet) bound of the observed attainment."

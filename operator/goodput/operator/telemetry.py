@@ -62,7 +62,8 @@ SLO_ATTAINMENT_TARGET = Gauge(
 )
 OBSERVED_ATTAINMENT = Gauge(
     "goodput_observed_slo_attainment_ratio",
-    "SLO attainment estimated from Prometheus (a_ttft x a_itl); absent while unknown.",
+    "SLO attainment estimated from Prometheus (min(a, b) x sqrt(max(a, b)) of a_ttft, a_itl); "
+    "absent while unknown.",
     ["namespace", "policy"],
 )
 PREDICTED_ATTAINMENT = Gauge(
