@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export GOTOOLCHAIN := local
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test test-unit test-integration lint bench tools system-deps venv crds clean
+.PHONY: demo test test-unit test-integration lint bench e2e tools system-deps venv crds clean
 
 demo: $(STAMP)
 	$(VENV)/bin/goodput simulate --demo --plot out/demo.png
@@ -47,6 +47,13 @@ test-integration: $(STAMP) system-deps tools
 crds: $(STAMP)
 	$(VENV)/bin/goodput crd -o crds/goodput.dev_goodputpolicies.yaml
 	cp crds/goodput.dev_goodputpolicies.yaml helm/goodput-operator/files/
+
+# The closed loop on its own control plane (issue 14): the fleet emulator on a 10-minute
+# compressed ServeGen day, the operator as a process with the chart's RBAC; prints a
+# summary, writes out/e2e.json and out/e2e.png (docs/e2e.md). About 12 minutes.
+E2E_ARGS ?= --minutes 10
+e2e: $(STAMP) system-deps tools
+	$(PY) -m tests.harness.e2e $(E2E_ARGS) --out out
 
 bench: $(STAMP)
 	$(VENV)/bin/goodput bench --out BENCHMARKS.md --changes docs/bench/changes.md

@@ -25,6 +25,9 @@ class PrometheusServer:
     workdir: Path
     port: int = field(default_factory=free_port)
     jobs: dict[str, list[str]] = field(default_factory=dict)
+    # Jobs whose targets come from file-based service discovery (a JSON file of target
+    # groups with labels, re-read by Prometheus when it changes): the fleet emulator's pods.
+    file_sd_jobs: dict[str, Path] = field(default_factory=dict)
     process: ManagedProcess | None = None
 
     @property
@@ -82,6 +85,20 @@ class PrometheusServer:
         urllib.request.urlopen(req, timeout=10).close()
         wait_until(lambda: self._target_up(job, target), timeout, f"target {job}/{target} up")
 
+    def add_file_sd(self, job: str, path: Path) -> None:
+        """A scrape job reading its targets (and their labels) from ``path``; Prometheus
+        watches the file, so targets come and go without a reload."""
+        self.file_sd_jobs[job] = path
+        self._write_config()
+        req = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        urllib.request.urlopen(req, timeout=10).close()
+
+    def targets(self, job: str) -> list[dict[str, Any]]:
+        """The job's active targets as /api/v1/targets lists them (labels, health)."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5) as resp:
+            active: list[dict[str, Any]] = json.load(resp)["data"]["activeTargets"]
+        return [t for t in active if t["labels"].get("job") == job]
+
     def query(self, promql: str) -> list[dict[str, Any]]:
         qs = urllib.parse.urlencode({"query": promql})
         with urllib.request.urlopen(f"{self.url}/api/v1/query?{qs}", timeout=10) as resp:
@@ -99,6 +116,13 @@ class PrometheusServer:
             "scrape_configs": [
                 {"job_name": job, "static_configs": [{"targets": targets}]}
                 for job, targets in self.jobs.items()
+            ]
+            + [
+                {
+                    "job_name": job,
+                    "file_sd_configs": [{"files": [str(path)], "refresh_interval": "5s"}],
+                }
+                for job, path in self.file_sd_jobs.items()
             ],
         }
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config))

@@ -21,7 +21,8 @@ API (one process runs many fleets; the other engineers drive it):
   - ``Fleet(spec)``; ``fleet.roles`` and ``fleet.targets`` (role -> target name);
   - ``fleet.sync(now, pods)`` with *every* current pod of the fleet's targets as
     :class:`PodView` (level-triggered: a missed watch event cannot desynchronise it):
-    a new Running+Ready pod gets a replica, a terminating or unready one drains, one
+    a new Running+Ready pod gets a replica, a terminating or unready one drains
+    ("drain", "unready"), one
     missing from ``pods`` is gone (in-flight requests lost). Returns the
     :class:`PodChange` list (for logs and tests);
   - ``fleet.advance(now)`` runs the twin to ``now``;
@@ -93,7 +94,7 @@ class PodChange:
     t: float
     pod: str
     role: str
-    what: str  # "start" | "serve-now" (warm start) | "drain" | "gone"
+    what: str  # "start" | "serve-now" (warm start) | "drain" | "unready" | "gone"
     inflight: int = 0  # requests running at a drain; requests lost at a gone
 
 
@@ -162,7 +163,8 @@ class Fleet:
             if not serves and not bound.draining:
                 bound.draining = True
                 n = tw.drain_replica(bound.replica, now)
-                changes.append(PodChange(now, p.name, p.role, "drain", n))
+                what = "drain" if p.terminating else "unready"
+                changes.append(PodChange(now, p.name, p.role, what, n))
         for name in [n for n in self._bound if n not in seen]:
             bound = self._bound.pop(name)
             rep = tw.replicas[bound.replica]

@@ -127,12 +127,22 @@ class _NamespaceWatch:
     """List+watch of one namespace's pods and Deployments into a cache; calls
     ``changed()`` after every event."""
 
-    def __init__(self, api_client: Any, namespace: str, changed: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        namespace: str,
+        changed: Callable[[], None],
+        lock: threading.RLock,
+    ) -> None:
+        self.lock = lock  # the emulator's: the cache changes only under it
         self.api_client = api_client
         self.namespace = namespace
         self.changed = changed
         self.pods: dict[str, Any] = {}
         self.selectors: dict[str, dict[str, str] | None] = {}  # None: not matchLabels-only
+        # Every spec.replicas a Deployment event carried: (time.monotonic(), name, replicas).
+        self.spec_log: list[tuple[float, str, int]] = []
+        self.listed: set[str] = set()  # kinds listed at least once
         self.stop = threading.Event()
         self.threads = [
             threading.Thread(target=self._loop, args=(kind,), daemon=True, name=f"watch-{kind}")
@@ -174,23 +184,35 @@ class _NamespaceWatch:
                     self.stop.wait(1.0)
 
     def _replace(self, kind: str, items: list[Any]) -> None:
-        if kind == "pods":
-            self.pods = {p.metadata.name: p for p in items}
-        else:
-            self.selectors = {d.metadata.name: _match_labels(d) for d in items}
+        with self.lock:
+            self.listed.add(kind)
+            if kind == "pods":
+                self.pods = {p.metadata.name: p for p in items}
+            else:
+                self.selectors = {d.metadata.name: _match_labels(d) for d in items}
+                for d in items:
+                    self._spec(d)
         self.changed()
+
+    def _spec(self, dep: Any) -> None:
+        name, replicas = dep.metadata.name, int(dep.spec.replicas or 0)
+        last = next((r for _, n, r in reversed(self.spec_log) if n == name), None)
+        if last != replicas:
+            self.spec_log.append((time.monotonic(), name, replicas))
 
     def _event(self, kind: str, typ: str, obj: Any) -> None:
         name = obj.metadata.name
-        if kind == "pods":
-            if typ == "DELETED":
-                self.pods.pop(name, None)
+        with self.lock:
+            if kind == "pods":
+                if typ == "DELETED":
+                    self.pods.pop(name, None)
+                else:
+                    self.pods[name] = obj
+            elif typ == "DELETED":
+                self.selectors.pop(name, None)
             else:
-                self.pods[name] = obj
-        elif typ == "DELETED":
-            self.selectors.pop(name, None)
-        else:
-            self.selectors[name] = _match_labels(obj)
+                self.selectors[name] = _match_labels(obj)
+                self._spec(obj)
         self.changed()
 
 
@@ -240,7 +262,7 @@ class Emulator:
             self.fleets[fs.key] = Fleet(fs)
             self.started_at[fs.key] = self.clock() if at is None else at
             if fs.namespace not in self._watches:
-                w = _NamespaceWatch(self.api_client, fs.namespace, self._dirty.set)
+                w = _NamespaceWatch(self.api_client, fs.namespace, self._dirty.set, self.lock)
                 self._watches[fs.namespace] = w
                 if self._threads:
                     w.start()
@@ -256,6 +278,11 @@ class Emulator:
             self._write_sd()
         self._dirty.set()
         return fleet
+
+    def spec_log(self, namespace: str) -> list[tuple[float, str, int]]:
+        """Every change of a Deployment's spec.replicas the watch saw in ``namespace``:
+        (time.monotonic(), Deployment, replicas), the first listing included."""
+        return list(self._watches[namespace].spec_log)
 
     def fleet(self, key: FleetKey) -> Fleet:
         return self.fleets[key]
@@ -294,6 +321,8 @@ class Emulator:
         for t in self._threads:
             t.join(timeout=5)
         self.mux.close_all()
+        # No pod serves any more: Prometheus stops scraping them (it would mark them down).
+        write_file_sd(self.sd_file, [])
 
     # -- internals ---------------------------------------------------------------------
     def _clock_loop(self) -> None:
@@ -313,6 +342,9 @@ class Emulator:
     def _sync_all(self) -> None:
         for key, fleet in self.fleets.items():
             w = self._watches[key[0]]
+            if len(w.listed) < 2:  # not yet listed: an empty cache is not "no pods"
+                self._dirty.set()
+                continue
             pods: list[PodView] = []
             for role, target in fleet.targets.items():
                 sel = w.selectors.get(target)
