@@ -21,6 +21,9 @@ from goodput.observation import LatencySummary, Observation
 
 NOW = 1_000_000.0
 INF = math.inf
+# The point estimate of the joint attainment for the healthy fleet (a_ttft 0.7, a_itl
+# 0.8): min(a, b) * sqrt(max(a, b)), goodput.metrics.math.goodput_estimate.
+A_EST = 0.7 * 0.8**0.5
 _NAME = re.compile(r"([a-zA-Z_:][\w:]*)(?=[{\[)])")
 
 # 100 TTFT observations per second: 70 <= 0.5 s (the SLO), see test_metrics_math.
@@ -156,11 +159,11 @@ def test_healthy_fleet() -> None:
     assert p.ttft.mean_s == pytest.approx(0.4)
     assert p.itl.attainment == pytest.approx(0.8)
     assert p.ttft.threshold_between_coarse_buckets is False
-    # A = 0.7 * 0.8; bounds [0.7 + 0.8 - 1, min] ; G = 400 * 0.56 * q(=1).
-    assert obs.estimate.attainment == pytest.approx(0.56)
+    # A = min * sqrt(max) = 0.7 * sqrt(0.8); bounds [0.7 + 0.8 - 1, min]; G = 400 * A * q(=1).
+    assert obs.estimate.attainment == pytest.approx(A_EST)
     assert obs.estimate.attainment_lower == pytest.approx(0.5)
     assert obs.estimate.attainment_upper == pytest.approx(0.7)
-    assert obs.estimate.goodput_tokens_per_s == pytest.approx(224.0)
+    assert obs.estimate.goodput_tokens_per_s == pytest.approx(400.0 * A_EST)
     # ITL came from the second vLLM name (the per-request TPOT histogram is absent).
     assert any("aggregated.itl: read fallback" in n for n in obs.notes)
 
@@ -322,8 +325,8 @@ def test_disaggregated_estimate_takes_ttft_from_prefill_and_itl_from_decode() ->
     obs = observe(s, prom)
     assert obs.missing == []
     assert obs.pools["prefill"].itl is None and obs.pools["decode"].ttft is None
-    assert obs.estimate.attainment == pytest.approx(0.7 * 0.8)
-    assert obs.estimate.goodput_tokens_per_s == pytest.approx(1000.0 * 0.56)
+    assert obs.estimate.attainment == pytest.approx(A_EST)
+    assert obs.estimate.goodput_tokens_per_s == pytest.approx(1000.0 * A_EST)
 
 
 def test_quality_weights_goodput_and_floor_zeroes_it() -> None:
@@ -331,7 +334,7 @@ def test_quality_weights_goodput_and_floor_zeroes_it() -> None:
     prom = FakeProm(fresh_for(values), values)
     obs = observe(spec(quality={"query": "avg(quality_score{})"}), prom)
     assert obs.quality == 0.5
-    assert obs.estimate.goodput_tokens_per_s == pytest.approx(224.0 * 0.5)
+    assert obs.estimate.goodput_tokens_per_s == pytest.approx(400.0 * A_EST * 0.5)
     floored = observe(spec(quality={"query": "avg(quality_score{})", "floor": 0.6}), prom)
     assert floored.quality == 0.5
     assert floored.estimate.goodput_tokens_per_s == 0.0
@@ -344,7 +347,7 @@ def test_missing_quality_makes_goodput_unknown() -> None:
     )
     assert obs.quality is None and "quality" in obs.missing
     assert obs.estimate.goodput_tokens_per_s is None
-    assert obs.estimate.attainment == pytest.approx(0.56)
+    assert obs.estimate.attainment == pytest.approx(A_EST)
 
 
 def test_overrides_replace_preset_queries() -> None:
@@ -360,7 +363,7 @@ def test_overrides_replace_preset_queries() -> None:
     assert obs.pools["aggregated"].kv_cache_usage == 0.9
     assert obs.pools["aggregated"].ready_replicas == 3
     assert obs.estimate.goodput_tokens_per_s == 300.0  # exact counter replaces the estimate
-    assert obs.estimate.attainment == pytest.approx(0.56)
+    assert obs.estimate.attainment == pytest.approx(A_EST)
     assert 'max(my_kv{job="x"})' in prom.calls
     assert "sum(rate(good_tokens_total{}[60000ms]))" in prom.calls
 
@@ -399,7 +402,7 @@ def test_disaggregated_pools_export_only_their_side() -> None:
     assert dec.mean_input_tokens == pytest.approx(1000.0)
     assert pre.mean_output_tokens == pytest.approx(200.0)
     assert "prefill.arrival_rate_rps: taken from decode (same requests)" in obs.notes
-    assert obs.estimate.goodput_tokens_per_s == pytest.approx(224.0)
+    assert obs.estimate.goodput_tokens_per_s == pytest.approx(400.0 * A_EST)
 
 
 def test_optional_signal_still_missing_when_garbage() -> None:
