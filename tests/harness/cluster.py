@@ -232,22 +232,23 @@ class LocalCluster:
         self.processes.clear()
 
     def restart_apiserver(self, down_s: float = 0.0) -> float:
-        """An outage of kube-apiserver: SIGTERM, down for at least ``down_s`` seconds,
-        then the same binary and flags again (same port, certificates, etcd), as a
-        control-plane upgrade or a crashed static pod would do. Every client's watches
-        break and reconnect; etcd keeps the state. The log of the run before is kept
-        next to the new one. Returns the seconds the API was unreachable."""
+        """An outage of kube-apiserver: SIGTERM (it drains for a few seconds, serving
+        still), then down for ``down_s`` seconds after it has exited, then the same binary
+        and flags again (same port, certificates, etcd), as a control-plane upgrade or a
+        restarted static pod would do. Every client's watches break and reconnect; etcd
+        keeps the state. The log of the run before is kept next to the new one. Returns
+        the seconds from its exit to /readyz: when no client could reach it."""
         i, old = next((i, p) for i, p in enumerate(self.processes) if p.name == "kube-apiserver")
-        began = time.monotonic()
         old.stop()
+        exited = time.monotonic()
         if old.log_path.exists():
             n = sum(1 for _ in self.workdir.glob("kube-apiserver.before-restart-*.log"))
             old.log_path.rename(self.workdir / f"kube-apiserver.before-restart-{n}.log")
-        time.sleep(max(0.0, down_s - (time.monotonic() - began)))
+        time.sleep(down_s)
         new = ManagedProcess(old.name, old.argv, self.workdir)
         self.processes[i] = new
         wait_until(lambda: self._ready(new), 90, "kube-apiserver /readyz after a restart")
-        return time.monotonic() - began
+        return time.monotonic() - exited
 
     # -- helpers for tests -----------------------------------------------------------------
     def kubectl(

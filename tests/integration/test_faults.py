@@ -29,6 +29,7 @@ load, with the watcher.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -536,25 +537,23 @@ def test_operator_killed_between_shrink_and_grow_resumes_within_budget(live: Liv
             assert limited.get("reason") == "WaitingForScaleDown", limited
             assert _release(live, ns) == 3
             released = time.monotonic()
+            # The plan may change as the fresh planner learns (a restart loses its
+            # forecast and corrections): prefill grows, how far is the plan's business.
             wait_until(
-                lambda: _replicas(live, ns) == (4, 1),
+                lambda: _replicas(live, ns)[0] > 1,
                 GROW_AFTER_RELEASE_INTERVALS * INTERVAL_S + 5,
                 "prefill grown once decode's pods are gone",
             )
             grew = (time.monotonic() - released) / INTERVAL_S
-            watch.wait(lambda s: s.held == 5 and s.t > released, 30, "4 + 1 pods")
-            time.sleep(INTERVAL_S)
+            time.sleep(3 * INTERVAL_S)
         print(
             f"restarted {restarted - killed:.1f} s after the kill; it decided after "
             f"{resumed:.1f} intervals; grew {grew:.1f} intervals after the release"
         )
         assert grew <= GROW_AFTER_RELEASE_INTERVALS, grew
         _never_over(watch)
-        assert not [
-            g
-            for g in watch.grows
-            if g.held > REBALANCE_BUDGET - 1 and g.deployment == "prefill" and g.t < released
-        ]
+        early = [g for g in watch.grows if g.deployment == "prefill" and g.t < released]
+        assert not early, early
         assert not _errors(op.log()), _errors(op.log())
     finally:
         _release(live, ns)
@@ -564,3 +563,127 @@ def test_operator_killed_between_shrink_and_grow_resumes_within_budget(live: Liv
 def _iso(monotonic_t: float) -> str:
     wall = time.time() - (time.monotonic() - monotonic_t)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall))
+
+
+# After the old process has exited; then its start-up. GOODPUT_API_OUTAGE_SECONDS sets
+# a longer one (an upgrade of the control plane takes minutes).
+API_DOWN_S = float(os.environ.get("GOODPUT_API_OUTAGE_SECONDS", 4 * INTERVAL_S))
+# After /readyz: kopf's watches reconnect (its backoff is short), the peering is
+# readable again (cached PEERING_CACHE_S), and a failed tick's backoff is at most
+# interval x 2^2 after a 4-interval outage; a spec change wakes the loop at once.
+API_RECOVERY_INTERVALS = 5
+
+
+def test_apiserver_restarted_mid_run_watches_and_writes_recover(live: Live) -> None:
+    """kube-apiserver down for 4 intervals (and its start-up) at the peak, then
+    back on the same port and etcd. The operator lives through it (no exit); while it
+    lasts the loop cannot read its peering, so it stands by and writes nothing; once
+    the server is back its policy watch delivers a budget cut (which only a working
+    watch can: the loop reads the spec from kopf's events) and the shrink is written
+    and the status patched, within API_RECOVERY_INTERVALS."""
+    op = live.replica(0)
+    ns = _start(live, "api", PEAK)
+    live.cluster.apply(_fault_policy(live, "api"))
+    with BudgetWatch(live.cluster, ns) as watch:
+        _at_peak(live, ns)
+        mark = len(op.log())
+        down = live.cluster.restart_apiserver(down_s=API_DOWN_S)
+        back = time.monotonic()
+        assert op.alive(), op.log()[-3000:]
+        live.cluster.kubectl(
+            "patch", "gp", "chat", "-n", ns, "--type=merge", "-p", '{"spec":{"gpuBudget":3}}'
+        )
+        wait_until(
+            lambda: sum(_replicas(live, ns)) <= 3,
+            API_RECOVERY_INTERVALS * INTERVAL_S + 10,
+            "the shrink after the restart",
+        )
+        shrunk = (time.monotonic() - back) / INTERVAL_S
+        wait_until(
+            lambda: _status(live.cluster, ns).get("gpuBudget") == 3,
+            API_RECOVERY_INTERVALS * INTERVAL_S,
+            "the status written with the new budget",
+        )
+        status_s = (time.monotonic() - back) / INTERVAL_S
+        time.sleep(2 * INTERVAL_S)
+    print(
+        f"apiserver down {down:.1f} s; shrink written {shrunk:.1f}, status "
+        f"{status_s:.1f} intervals after /readyz; watch gaps {watch.gaps}"
+    )
+    assert watch.gaps, "the watcher never saw the API server go"
+    assert shrunk <= API_RECOVERY_INTERVALS and status_s <= API_RECOVERY_INTERVALS
+    _never_over(watch, until=back)
+    assert not watch.grows_while_over()
+    assert op.alive()
+    after = _log_since(op, mark)
+    # While it lasts: the loop cannot read its peering, so it stands by (StandingBy,
+    # goodput_standby 1) and writes nothing; then it acts again.
+    blind = after.find(f"policy {ns}/chat: standing by: cannot read peering")
+    assert blind >= 0, after[-3000:]
+    assert after.find(f"policy {ns}/chat: active", blind) > blind, after[-3000:]
+    # The outage's failures are logged; none once the server has been back a while.
+    late = [
+        ln for ln in _errors(after) if ln[:23] > _stamp(back + API_RECOVERY_INTERVALS * INTERVAL_S)
+    ]
+    assert not late, late
+    nodes = live.cluster.kubectl("get", "nodes", "-o", "json").stdout
+    for n in json.loads(nodes)["items"]:
+        ready = [c for c in n["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready and ready[0]["status"] == "True", n["metadata"]["name"]
+    _end(live, ns)
+
+
+def _stamp(monotonic_t: float) -> str:
+    """The operator log's time stamp format (local time, milliseconds after a comma)."""
+    wall = time.time() - (time.monotonic() - monotonic_t)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall)) + f",{int(wall % 1 * 1000):03d}"
+
+
+# The killed replica's keep-alive counts for LIFETIME_S; then the standby resumes and
+# ticks at once (test_peering.py measures the same bound on a blind policy).
+TAKEOVER_MAX_S = LIFETIME_S + 3 * INTERVAL_S
+LOOP_GOES_ON_INTERVALS = 4
+
+
+def test_active_replica_killed_mid_peak_the_standby_takes_over(live: Live) -> None:
+    """Two replicas with the chart's peering at the peak: replica 0 acts, replica 1
+    stands by (no decision, no write). Replica 0 is SIGKILLed: replica 1 acts within
+    TAKEOVER_MAX_S, and the loop goes on from the cluster's state: when the load goes,
+    replica 1 scales down within LOOP_GOES_ON_INTERVALS. Never above the budget."""
+    r0 = live.replica(0)
+    ns = _start(live, "peer", PEAK)
+    live.cluster.apply(_fault_policy(live, "peer"))
+    with BudgetWatch(live.cluster, ns) as watch:
+        _at_peak(live, ns)
+        r1 = live.replica(1)
+        wait_until(lambda: "this replica stands by" in r1.log(), 30, "replica 1 standing by")
+        time.sleep(2 * INTERVAL_S)
+        assert r1.metric("goodput_decisions_total", namespace=ns) == 0
+        decided_by_r0 = r0.metric("goodput_decisions_total", namespace=ns)
+        assert decided_by_r0 > 0
+        r0.kill()
+        killed = time.monotonic()
+        wait_until(
+            lambda: r1.metric("goodput_decisions_total", namespace=ns) > 0,
+            TAKEOVER_MAX_S + 10,
+            "replica 1's first decision",
+        )
+        took = time.monotonic() - killed
+        wait_until(lambda: r1.metric("goodput_operator_active") == 1.0, 10, "replica 1 active")
+        assert _replicas(live, ns) == (4, 2)  # it resumed from the cluster's state
+        live.load("peer", QUIET)
+        quiet = time.monotonic()
+        wait_until(
+            lambda: _replicas(live, ns) == (1, 1),
+            LOOP_GOES_ON_INTERVALS * INTERVAL_S + 10,
+            "replica 1 scaling down",
+        )
+        went_on = (time.monotonic() - quiet) / INTERVAL_S
+        assert r1.metric("goodput_scale_writes_total", namespace=ns) >= 2
+    print(f"takeover after SIGKILL {took:.1f} s; scale-down by the standby {went_on:.1f} intervals")
+    assert took <= TAKEOVER_MAX_S, took
+    assert went_on <= LOOP_GOES_ON_INTERVALS, went_on
+    _never_over(watch)
+    assert r1.alive() and not _errors(r1.log()), _errors(r1.log())
+    _end(live, ns)
+    r1.stop()
