@@ -49,6 +49,32 @@ _KWOK_STAGES = (
 )
 
 
+# Pod deletion as a kubelet does it for a pod whose container drains before it exits:
+# KWOK deletes a terminating pod when its grace period ends (its deletionTimestamp),
+# not at once, and a client that deletes it again with gracePeriodSeconds=0 (the fleet
+# emulator, once the pod's replica has drained) removes it then. Opt-in
+# (``LocalCluster(graceful_pod_delete=True)``): the other tests' pods go at once.
+_GRACEFUL_POD_DELETE = """apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: pod-delete
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'Exists'
+  delay:
+    durationMilliseconds: 0
+    durationFrom:
+      expressionFrom: '.metadata.deletionTimestamp'
+  next:
+    delete: true
+"""
+
+
 def _kubeconfig(server: str, pki: PKI) -> str:
     return json.dumps(
         {
@@ -84,6 +110,7 @@ class LocalCluster:
     # namespaces' GPU pods behind; capacity must never be what keeps a later test's pod
     # Pending (budgets are the operator's job, not the nodes'), so the fake nodes are big.
     gpus_per_node: int = 128
+    graceful_pod_delete: bool = False  # see _GRACEFUL_POD_DELETE
     tools: Tools = field(default_factory=tools)
     processes: list[ManagedProcess] = field(default_factory=list)
     kubeconfig: Path = field(init=False)
@@ -195,9 +222,13 @@ class LocalCluster:
             ],
         )
         stages = self.workdir / "kwok-stages.yaml"
-        stages.write_text(
-            "\n---\n".join((self.tools.kwok_bin / "stage" / s).read_text() for s in _KWOK_STAGES)
-        )
+        stage_texts = [
+            _GRACEFUL_POD_DELETE
+            if self.graceful_pod_delete and s.endswith("pod-delete.yaml")
+            else (self.tools.kwok_bin / "stage" / s).read_text()
+            for s in _KWOK_STAGES
+        ]
+        stages.write_text("\n---\n".join(stage_texts))
         self._spawn(
             "kwok",
             [

@@ -15,8 +15,8 @@ state. Arrivals: the ServeGen m-small day compressed to ``minutes``
 ``out/e2e.png``; ``python -m tests.harness.e2e`` is `make e2e` (own control plane).
 
 Definitions (also in docs/e2e.md):
-- phases by the replayed hour: before the peak 02:00-19:00, during 19:00-22:00, after
-  22:00-02:00; attainment per phase = met / arrived among requests arriving in it;
+- phases by the replayed hour: before the peak 08:00-19:00, during 19:00-22:00, after
+  22:00-08:00; attainment per phase = met / arrived among requests arriving in it;
 - ``goodput_exact``: output tokens of requests that met the SLO and finished in the
   scored window, over its length; the window starts after the warm-up (first
   metrics window + one interval) and ends when the trace does;
@@ -157,11 +157,25 @@ class Timeline:
     ) -> None:
         self.em, self.op, self.watch, self.key = em, op, watch, key
         self.rows: list[dict[str, Any]] = []
+        self.node_checks = 0
+        self.nodes_not_ready: list[str] = []  # "t node" for every check that found one
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _nodes(self, core: Any, t: float) -> None:
+        for n in core.list_node(label_selector="type=kwok", _request_timeout=5).items:
+            ready = any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+            if not ready:
+                self.nodes_not_ready.append(f"{t:.0f} {n.metadata.name}")
+        self.node_checks += 1
+
     def _run(self) -> None:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.em.api_client)
+        k = 0
         while not self._stop.wait(1.0):
+            k += 1
             with self.em.lock:
                 reps = self.em.fleet(self.key).replicas()
                 t = self.em.now(self.key)
@@ -173,6 +187,11 @@ class Timeline:
             row["estimated"] = metrics.get("goodput_observed_goodput_tokens_per_second")
             row["estimated_attainment"] = metrics.get("goodput_observed_slo_attainment_ratio")
             self.rows.append(row)
+            if k % 2 == 0:
+                try:
+                    self._nodes(core, t)
+                except Exception as e:
+                    self.nodes_not_ready.append(f"{t:.0f} node list failed: {e}")
 
     def __enter__(self) -> Timeline:
         self._thread.start()
@@ -232,7 +251,7 @@ def run(
     spec = GoodputPolicySpec.model_validate(manifest["spec"])
     peak = servegen_peak(sc.minutes, sc.mean_rps, sc.seed)
     sd_file = workdir / "emulator-sd.json"
-    em = Emulator(cluster.api_client(), sd_file)
+    em = Emulator(cluster.api_client(), sd_file, exit_drained_pods=True)
     key = em.add(FleetSpec(ns, POLICY, spec, peak.trace))
     em.start()
     prometheus.add_file_sd(JOB, sd_file)
@@ -275,6 +294,7 @@ def run(
             grows_over = watch.grows_while_over()
             gaps = list(watch.gaps)
             rows = list(tl.rows)
+            nodes = {"checks": tl.node_checks, "not_ready": list(tl.nodes_not_ready)}
         op_log = op.log()
     finally:
         op.stop()
@@ -287,7 +307,9 @@ def run(
         line for line in op_log.splitlines() if " ERROR " in line or "Traceback" in line
     ][:20]
     result["emulator_problems"] = list(em.problems)
+    result["kwok_nodes"] = nodes
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "e2e-operator.log").write_text(op_log)
     (out_dir / "e2e.json").write_text(json.dumps(result, indent=2))
     plot(result, out_dir / "e2e.png")
     return result
@@ -509,7 +531,9 @@ def print_summary(r: dict[str, Any]) -> None:
         f"GPUs held: peak phase max {r['gpus_held_peak_phase_max']}, end {r['gpus_held_end']}, "
         f"returned {r['gpus_returned_after_peak']}; requests lost with deleted pods "
         f"{r['requests_lost_with_deleted_pods']}; pods unready without deletion "
-        f"{r['pods_unready_without_deletion']}"
+        f"{r['pods_unready_without_deletion']}\n"
+        f"KWOK nodes: {r['kwok_nodes']['checks']} checks, "
+        f"{len(r['kwok_nodes']['not_ready'])} found a node not Ready"
     )
 
 
@@ -527,7 +551,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="goodput-e2e-"))
     (work / "cluster").mkdir()
-    cluster = LocalCluster(work / "cluster").start()
+    # Pods drain before they go: a terminating pod is removed when its replica has
+    # drained (the emulator deletes it with grace 0) or its 30 s grace period ends.
+    cluster = LocalCluster(work / "cluster", graceful_pod_delete=True).start()
     try:
         prom = PrometheusServer(work / "prometheus").start()
         try:

@@ -58,6 +58,7 @@ def test_the_operator_rides_the_peak_within_budget(
     assert r["grows_while_over_budget"] == 0
     assert r["peak_gpus"] <= r["budget"]
     assert r["pods_unready_without_deletion"] == 0
+    assert r["kwok_nodes"]["checks"] > 50 and not r["kwok_nodes"]["not_ready"], r["kwok_nodes"]
     start_held = r["timeline"]["held"][0][1]
     assert r["gpus_held_peak_phase_max"] > start_held, "the operator did not grow for the peak"
     assert r["gpus_returned_after_peak"] > 0, "no GPUs given back after the peak"

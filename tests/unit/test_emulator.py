@@ -74,9 +74,12 @@ def test_an_unready_pod_gets_no_replica_and_a_terminating_one_drains() -> None:
     ch = f.sync(30.0, _pods("prefill-a", "decode-a") + _pods("decode-b", terminating=True))
     assert [(c.pod, c.what) for c in ch] == [("decode-b", "drain")]
     assert ch[0].inflight > 0  # 20 req/s x 200 tokens: the decode pods are busy
-    # Draining: no new requests, its running ones finish; then it is gone (no series).
+    assert f.drained() == []  # still running its requests
+    # Draining: no new requests, its running ones finish; then it is gone (no series),
+    # and its pod, still terminating, is one a kubelet would now remove.
     f.advance(60.0)
     assert "decode-b" not in f.exposed()
+    assert f.drained() == ["decode-b"]
     assert f.lost == []
     served = np.asarray(f.twin.served_by)
     rid = f._bound["decode-b"].replica

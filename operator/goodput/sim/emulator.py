@@ -30,7 +30,8 @@ API (one process runs many fleets; the other engineers drive it):
     drain (a starting pod exposes nothing, as vLLM before its server is up);
   - ``fleet.truth()`` -> :class:`goodput.sim.harness.Outcomes` (per-request TTFT,
     ITL, met); ``fleet.lost`` (request ids lost with a deleted pod), ``fleet.log``
-    (every PodChange), ``fleet.twin`` (the engine, read-only by convention).
+    (every PodChange), ``fleet.twin`` (the engine, read-only by convention);
+  - ``fleet.drained()``: pods still present whose replica has finished draining.
 - :func:`exposition` renders one PodSample in the vLLM text format, with ``model_name``
   as its only label (as vLLM does: ``pod``, ``namespace`` and ``pool`` come from
   service discovery, as a PodMonitor's relabelling adds them).
@@ -202,6 +203,15 @@ class Fleet:
             if rep.state in (SERVING, DRAINING):
                 out[name] = rep.role
         return out
+
+    def drained(self) -> list[str]:
+        """Pods still present whose replica has drained (its process would have exited:
+        a kubelet would now remove the pod, its grace period notwithstanding)."""
+        return [
+            name
+            for name, b in self._bound.items()
+            if b.draining and self.twin.replicas[b.replica].state == GONE
+        ]
 
     def replicas(self) -> dict[str, dict[str, int]]:
         """Per role: replicas starting, serving and draining now (for summaries)."""

@@ -234,11 +234,14 @@ class Emulator:
         addr: str = "127.0.0.1",
         tick_s: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
+        exit_drained_pods: bool = False,
     ) -> None:
         self.api_client = api_client
         self.sd_file = sd_file
         self.tick_s = tick_s
         self.clock = clock
+        self.exit_drained_pods = exit_drained_pods
+        self._exited: set[tuple[str, str]] = set()
         self.lock = threading.RLock()
         self.mux = PortMux(addr)
         self.fleets: dict[FleetKey, Fleet] = {}
@@ -328,16 +331,36 @@ class Emulator:
     def _clock_loop(self) -> None:
         while not self._stop.wait(self.tick_s):
             try:
+                exit_now: list[tuple[str, str]] = []
                 with self.lock:
                     if self._dirty.is_set():
                         self._dirty.clear()
                         self._sync_all()
                     for key, f in self.fleets.items():
                         f.advance(self.now(key))
+                        if self.exit_drained_pods:
+                            exit_now += [(key[0], p) for p in f.drained()]
                     self._update_ports()
+                for pk in exit_now:
+                    if pk not in self._exited:
+                        self._exited.add(pk)
+                        self._exit_pod(*pk)
             except Exception as e:
                 self.problems.append(f"{time.strftime('%H:%M:%S')} {e!r}")
                 log.exception("emulator clock")
+
+    def _exit_pod(self, namespace: str, pod: str) -> None:
+        """The drained pod's container has exited: remove the pod now (grace 0)."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            client.CoreV1Api(self.api_client).delete_namespaced_pod(
+                pod, namespace, grace_period_seconds=0, _request_timeout=10
+            )
+        except ApiException as e:
+            if e.status != 404:
+                self._problem(f"deleting drained pod {namespace}/{pod}: {e.status} {e.reason}")
 
     def _sync_all(self) -> None:
         for key, fleet in self.fleets.items():

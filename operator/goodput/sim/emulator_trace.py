@@ -1,9 +1,10 @@
 """The emulator's arrivals: a real daily cycle with a peak, compressed to minutes.
 
 ServeGen's per-10-minute aggregate rate of the m-small language model (Alibaba Bailian,
-arXiv:2505.09999; shared/data/traces/servegen) from 02:00 of day 1 to 02:00 of day 2:
-a night trough (~560-630 req/s), a morning rise (~1,000), and the evening peak at
-19:00-22:00 (up to 1,724, about 3x the trough), then the fall. The 24 hours are
+arXiv:2505.09999; shared/data/traces/servegen) from 08:00 of day 1 to 08:00 of day 2
+(hourly means): the day at 800-1,170 req/s, the evening peak at 19:00-22:00 (1,422,
+1,724, 1,683), then the fall into the night trough (406 at 04:00, a quarter of the
+peak) and the morning rise again (555 at 07:00). The 24 hours are
 compressed into ``minutes`` of wall clock and rescaled to ``mean_rps``; each request's
 (input, output) tokens are a pair drawn from the Azure 2023 conversation trace
 (Splitwise, CC-BY-4.0). Read from the shared data (``GOODPUT_SHARED_DATA`` or
@@ -23,7 +24,7 @@ from goodput.sim.traces import Trace, read_azure, read_rate_curve, synthesize_fr
 CURVE = "servegen_language_m-small_rate_10min.csv"
 LENGTHS = "azure2023_conv.csv"
 DAY_S = 86400.0
-START_HOUR = 2.0
+START_HOUR = 8.0
 
 
 @dataclass(frozen=True)

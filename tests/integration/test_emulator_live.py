@@ -1,0 +1,162 @@
+"""The fleet emulator's live edge (goodput.sim.emulator_live) on the real API server and
+the real Prometheus: each Running+Ready pod of a policy's targets is scraped through
+file-based service discovery under its real name, pool and namespace; a new pod is
+scraped only after the policy's start-up delay; a deleted pod's target goes away, and
+its requests are the emulator's to count (finished or lost)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from goodput.api.spec import GoodputPolicySpec
+from goodput.sim.emulator import FleetSpec
+from goodput.sim.emulator_live import Emulator
+from goodput.sim.traces import Trace
+from tests.harness.cluster import LocalCluster
+from tests.harness.process import wait_until
+from tests.harness.prometheus import PrometheusServer
+
+pytestmark = pytest.mark.integration
+
+STARTUP_S = 8.0
+
+
+def _deployment(name: str, ns: str, replicas: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {
+                            "name": "vllm",
+                            "image": "vllm/vllm-openai:latest",
+                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _spec() -> GoodputPolicySpec:
+    return GoodputPolicySpec.model_validate(
+        {
+            "mode": "Enforce",
+            "gpuBudget": 8,
+            "pools": [
+                {
+                    "role": r,
+                    "targetRef": {"name": f"{r}-x"},
+                    "minReplicas": 1,
+                    "maxReplicas": 4,
+                    "profile": "llama-3.1-8b-h100-tp1",
+                }
+                for r in ("prefill", "decode")
+            ],
+            "slo": {"ttft": "500ms", "itl": "50ms", "attainment": 0.9},
+            "behavior": {
+                "interval": "5s",
+                "startupDelay": f"{STARTUP_S:g}s",
+                "forecastHorizon": "15s",
+            },
+        }
+    )
+
+
+def _trace(seconds: float = 600.0, rate: float = 10.0) -> Trace:
+    rng = np.random.default_rng(5)
+    n = int(seconds * rate)
+    return Trace(
+        "poisson-10",
+        np.sort(rng.random(n) * seconds),
+        rng.integers(200, 2000, n),
+        rng.integers(50, 400, n),
+    )
+
+
+@pytest.fixture
+def emulator(cluster: LocalCluster, tmp_path: Path) -> Iterator[Emulator]:
+    em = Emulator(cluster.api_client(), tmp_path / "sd.json")
+    try:
+        yield em
+    finally:
+        em.stop()
+
+
+def _pods(cluster: LocalCluster, ns: str, app: str) -> set[str]:
+    out = cluster.kubectl(
+        "get", "pods", "-n", ns, "-l", f"app={app}", "-o", "jsonpath={.items[*].metadata.name}"
+    ).stdout
+    return set(out.split())
+
+
+def _scraped(prometheus: PrometheusServer, job: str, ns: str, pool: str) -> set[str]:
+    res = prometheus.query(
+        f'vllm:num_requests_running{{job="{job}",namespace="{ns}",pool="{pool}"}}'
+    )
+    return {r["metric"]["pod"] for r in res}
+
+
+def test_pods_are_scraped_by_name_after_the_startup_delay_and_gone_when_deleted(
+    cluster: LocalCluster, prometheus: PrometheusServer, emulator: Emulator, tmp_path: Path
+) -> None:
+    ns = cluster.create_namespace("emu")
+    cluster.apply(_deployment("prefill-x", ns, 1))
+    cluster.apply(_deployment("decode-x", ns, 2))
+    wait_until(lambda: len(_pods(cluster, ns, "decode-x")) == 2, 60, "2 decode pods")
+    key = emulator.add(FleetSpec(ns, "p", _spec(), _trace()))
+    emulator.start()
+    job = f"emu-{int(time.time() * 1000) % 10**8}"
+    prometheus.add_file_sd(job, emulator.sd_file)
+    decode = _pods(cluster, ns, "decode-x")
+    # Warm start: the pods present at the start serve at once, under their real names.
+    wait_until(lambda: _scraped(prometheus, job, ns, "decode") == decode, 30, "decode scraped")
+    assert _scraped(prometheus, job, ns, "prefill") == _pods(cluster, ns, "prefill-x")
+    (series,) = prometheus.query(f'vllm:request_success_total{{job="{job}",pod="{min(decode)}"}}')
+    assert series["metric"]["model_name"] and series["metric"]["policy"] == "p"
+
+    # A third decode pod: Ready in the cluster at once, scraped only after the delay.
+    cluster.kubectl("scale", "deployment/decode-x", "-n", ns, "--replicas=3")
+    wait_until(lambda: len(_pods(cluster, ns, "decode-x")) == 3, 30, "3 decode pods")
+    (new,) = _pods(cluster, ns, "decode-x") - decode
+    seen_ready = time.monotonic()
+    wait_until(lambda: new in _scraped(prometheus, job, ns, "decode"), 40, "the new pod scraped")
+    waited = time.monotonic() - seen_ready
+    with emulator.lock:
+        (start,) = [c for c in emulator.fleet(key).log if c.pod == new]
+    assert start.what == "start"
+    assert waited >= STARTUP_S - 2.0, f"scraped {waited:.1f} s after Ready"
+
+    # Back to 1: two pods deleted; their targets leave the SD file and Prometheus.
+    cluster.kubectl("scale", "deployment/decode-x", "-n", ns, "--replicas=1")
+    wait_until(lambda: len(_pods(cluster, ns, "decode-x")) == 1, 30, "1 decode pod")
+    (left,) = _pods(cluster, ns, "decode-x")
+
+    def only_left() -> bool:
+        up = {
+            t["labels"]["pod"] for t in prometheus.targets(job) if t["labels"]["pool"] == "decode"
+        }
+        return up == {left}
+
+    wait_until(only_left, 30, "only the remaining decode pod a target")
+    with emulator.lock:
+        fleet = emulator.fleet(key)
+        gone = [c for c in fleet.log if c.what == "gone"]
+        assert {c.pod for c in gone} == (decode | {new}) - {left}
+        assert fleet.replicas()["decode"]["serving"] == 1
+        assert len(fleet.lost) == sum(c.inflight for c in gone)
+    assert not emulator.problems
