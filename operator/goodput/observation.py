@@ -33,8 +33,8 @@ present, not required: ``ttft``, ``itl``, ``waiting_requests``,
 (``ttft``, ``itl``, ``prefix_cache_hit_rate`` from counters) can be partial too.
 Gauges (``running_requests``, ``waiting_requests``, ``kv_cache_usage``) are instant
 values and never partial. ``arrival_dispersion`` and ``prompt_tokens_scv`` are figures,
-not signals: never listed as missing, ``None`` when not measured. Zero traffic (a counter present and flat) covers its
-window: ``0.0``, not partial.
+not signals: never listed as missing, ``None`` when not measured. Zero traffic (a
+counter present and flat) covers its window: ``0.0``, not partial.
 """
 
 from __future__ import annotations

@@ -279,7 +279,10 @@ ARRIVAL_COUNTERS: dict[Preset, tuple[str, ...]] = {
         "sglang_prompt_tokens_histogram_count",
         "sglang_num_requests_total",
     ),
-    Preset.dynamo: ("dynamo_frontend_input_sequence_tokens_count", "dynamo_frontend_requests_total"),
+    Preset.dynamo: (
+        "dynamo_frontend_input_sequence_tokens_count",
+        "dynamo_frontend_requests_total",
+    ),
 }
 
 #: Per preset, the prompt-token histogram whose buckets give the spread of prompt

@@ -38,12 +38,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from goodput.api.spec import Metrics, PoolRole, parse_duration
-from goodput.observation import DISPERSION_SPAN_S
 from goodput.metrics.presets import (
     ARRIVAL_COUNTERS,
     PER_POD_RUNNING,
-    PROMPT_TOKEN_HISTOGRAMS,
     POD_LABEL,
+    PROMPT_TOKEN_HISTOGRAMS,
     CounterRate,
     FleetSignal,
     GaugeAgg,
@@ -54,6 +53,7 @@ from goodput.metrics.presets import (
     series_names,
     sources,
 )
+from goodput.observation import DISPERSION_SPAN_S
 
 Kind = Literal["scalar", "ratio", "histogram"]
 HISTOGRAM_SIGNALS = frozenset({Signal.ttft, Signal.itl})

@@ -477,9 +477,7 @@ class _Observer:
                 stats.get("mean"),
                 stats.get("var"),
                 # deriv() is per second; the moments are per step
-                (stats["slope"] * self.src.plan.dispersion_step_s)
-                if "slope" in stats
-                else None,
+                (stats["slope"] * self.src.plan.dispersion_step_s) if "slope" in stats else None,
                 int(stats["steps"]) if math.isfinite(stats["steps"]) else 0,
             )
             if dispersion is None:

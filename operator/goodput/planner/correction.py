@@ -35,7 +35,8 @@ def solve_factor(predict: Callable[[float], float], observed: float) -> float:
         return FACTOR_MIN
     if predict(FACTOR_MAX) <= observed:
         return FACTOR_MAX
-    for _ in range(40):
+    # 24 halvings of log(FACTOR_MAX / FACTOR_MIN) = 3.2: relative precision 2e-7.
+    for _ in range(24):
         mid = (lo + hi) / 2
         if predict(math.exp(mid)) < observed:
             lo = mid

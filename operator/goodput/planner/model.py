@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from goodput.distributions import SCV_MAX, SCV_MIN, gamma_cdf
+from goodput.distributions import SCV_MAX, SCV_MIN, gamma_cdf_fast
 from goodput.profiles import PerformanceProfile
 
 Vec = npt.NDArray[np.float64]
@@ -182,12 +182,12 @@ def _ttft_attainment(
         return np.zeros_like(wait_p)
     v = np.maximum(variable, 1e-12)
     k = 1.0 / _scv(variable_scv)
-    service_ok = gamma_cdf(np.full_like(v, k), k * t / v)
+    service_ok = gamma_cdf_fast(np.full_like(v, k), k * t / v)
     w = 1.0 / np.maximum(theta, 1e-12)
     mean = v + w
     var = v * v / k + w * w
     shape = mean * mean / np.maximum(var, 1e-300)
-    both = gamma_cdf(shape, shape * t / mean)
+    both = gamma_cdf_fast(shape, shape * t / mean)
     out = (1.0 - wait_p) * service_ok + wait_p * both
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
 

@@ -153,8 +153,7 @@ class Variability:
 
     def sentence(self) -> str:
         arrivals = (
-            f"arrival ca^2 {self.arrival_scv:.2f} (index of dispersion of request counts,"
-            " measured)"
+            f"arrival ca^2 {self.arrival_scv:.2f} (index of dispersion of request counts, measured)"
             if self.arrival_measured
             else "arrival ca^2 1 (Poisson, assumed: dispersion not measured)"
         )
@@ -199,9 +198,7 @@ def _gpus(
     return total
 
 
-def _ttft_statistic(
-    summary: LatencySummary | None, requests: float
-) -> tuple[str, float] | None:
+def _ttft_statistic(summary: LatencySummary | None, requests: float) -> tuple[str, float] | None:
     """What the TTFT correction fits, best first: the observed attainment at the SLO
     threshold (what the SLO is about: the tail, valid in busy intervals too), as a
     miss fraction with half a request added to the misses and one to the requests so a

@@ -34,6 +34,7 @@ read notes.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -215,8 +216,8 @@ class InProcessSource:
             # The stored scrapes of the span (one per step: the twin scrapes every
             # quarter window), each consecutive pair one step's request count.
             scrapes = [x for x in self.prom.history if x.t >= w.new.t - DISPERSION_SPAN_S - 1e-9]
-            counts = []
-            for a, b in zip(scrapes, scrapes[1:], strict=False):
+            counts: list[float] = []
+            for a, b in itertools.pairwise(scrapes):
                 if b.t > w.new.t + 1e-9:
                     break
                 if b.t - a.t <= 1e-9:
