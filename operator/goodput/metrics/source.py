@@ -47,6 +47,15 @@ What comes out (documented in docs/metrics.md too):
 query per pool (:func:`goodput.metrics.promql.per_pod_running_query`): fresh, valid
 values only; ``None`` when no series exist. It is not a signal (never in ``missing``).
 
+``PoolObservation.arrival_dispersion`` and ``prompt_tokens_scv`` (the planner's G/G/c
+inputs) are figures, not signals, read per pool after the signals: the index of
+dispersion of per-step request counts over ``DISPERSION_SPAN_S``
+(:func:`goodput.metrics.promql.dispersion_query`: mean, variance and trend of
+``sum(increase(c[step]))`` in one subquery, combined by
+:func:`goodput.metrics.math.dispersion_from_moments`) and the prompt-length SCV of the
+prompt-token histogram over the window (:func:`goodput.metrics.math.histogram_scv`).
+Absent, failed or undefined: ``None`` with a note, never missing.
+
 ``PoolObservation.ready_replicas`` is read only when a ``ready_replicas`` override
 gives its PromQL; otherwise it stays ``None`` (not missing) and the operator fills
 it from the /scale subresource (``observation.pools[role].model_copy(update=...)``).
@@ -486,6 +495,9 @@ class _Observer:
                     f"{int(stats['steps']) if math.isfinite(stats['steps']) else 0} steps)"
                 )
             break
+        else:
+            if plan.dispersion:
+                notes.append("arrival_dispersion: not measured (no request counter series)")
         scv: float | None = None
         for buckets_q, sum_q, count_q in plan.prompt_histogram:
             try:
@@ -502,6 +514,9 @@ class _Observer:
             if scv is None:
                 notes.append("prompt_tokens_scv: not measured (no prompts in window or garbage)")
             break
+        else:
+            if plan.prompt_histogram:
+                notes.append("prompt_tokens_scv: not measured (no prompt-token histogram series)")
         return dispersion, scv, notes
 
     def coverage_names(

@@ -198,18 +198,24 @@ def _gpus(
     return total
 
 
+# Fewest missed requests in a window for its attainment to say something of the tail.
+MIN_TAIL_MISSES = 1.0
+
+
 def _ttft_statistic(summary: LatencySummary | None, requests: float) -> tuple[str, float] | None:
     """What the TTFT correction fits, best first: the observed attainment at the SLO
-    threshold (what the SLO is about: the tail, valid in busy intervals too), as a
-    miss fraction with half a request added to the misses and one to the requests so a
-    window with no miss does not claim a perfect tail (``requests`` in the window);
-    else the median (a burst's backlog moves the mean far more than the median), else
-    the mean."""
+    threshold (what the SLO is about: the tail, valid in busy intervals too) when the
+    window holds at least one miss, as a miss fraction with half a request added to the
+    misses and one to the requests (``requests`` in the window); a window without a
+    miss says only that the tail is shorter than one request in ``requests``, so it
+    would pull the factor toward the bound: the median is fitted then (a burst's
+    backlog moves the mean far more than the median), else the mean."""
     if summary is None:
         return None
     if summary.attainment is not None and requests > 0:
         misses = (1.0 - summary.attainment) * requests
-        return ("attainment", 1.0 - (misses + 0.5) / (requests + 1.0))
+        if misses >= MIN_TAIL_MISSES:
+            return ("attainment", 1.0 - (misses + 0.5) / (requests + 1.0))
     if summary.p50_s is not None:
         return ("p50", summary.p50_s)
     return ("mean", summary.mean_s) if summary.mean_s is not None else None
