@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -206,7 +206,7 @@ def _twin_observations(clump: int) -> list[Any]:
 
     class Recorder(FixedController):
         observes = True  # the fixed baseline does not look; this one records
-        seen: list[Any] = []
+        seen: ClassVar[list[Any]] = []
 
         def decide(self, obs: Any, current: Any, now: float) -> Any:
             self.seen.append(obs)
