@@ -221,12 +221,7 @@ def prefill_curve(
     ttft_slo_s: float,
     n_max: int,
     extra_fixed_s: float = 0.0,
-    coarrivals: float = 0.0,
 ) -> StageCurve:
-    """``coarrivals``: other requests arriving with a request (a clump) that share its
-    prefill batch even when no queue is predicted: what bursts at a finer timescale than
-    the measured dispersion add (learned by ``goodput.planner.correction`` from the
-    observed TTFT attainment; 0 for none)."""
     fixed, variable = prefill_service(prof, factor, demand, cache)
     fixed += extra_fixed_s
     capacity_service = prefill_capacity_service(prof, factor, demand, cache) + extra_fixed_s
@@ -241,7 +236,7 @@ def prefill_curve(
     room = max(prof.max_prefill_tokens / new - 1.0, 0.0)
     n = np.maximum(np.arange(n_max + 1, dtype=np.float64), 1.0)
     queued = served * np.where(np.isfinite(mean_wait), mean_wait, 0.0) / n
-    mates = np.minimum(queued + max(coarrivals, 0.0), room)
+    mates = np.minimum(queued, room)
     own = variable * (1.0 + mates)
     att = _ttft_attainment(
         ttft_slo_s - cache.load_s,
