@@ -324,7 +324,9 @@ def _correct(
 
 
 # Above this predicted utilization (or with a queue longer than the replica count) the
-# observed TTFT is dominated by backlog, which a steady-state model cannot explain.
+# observed median or mean TTFT is dominated by backlog, which a steady-state model
+# cannot explain: those fits skip such intervals. The tail fit (attainment at the SLO)
+# uses every interval: the G/G/c model predicts the share that misses under load.
 STEADY_UTILIZATION = 0.85
 
 
