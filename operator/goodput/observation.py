@@ -32,13 +32,19 @@ present, not required: ``ttft``, ``itl``, ``waiting_requests``,
 ``prefix_cache_hit_rate``, ``ready_replicas``; of these the windowed ones
 (``ttft``, ``itl``, ``prefix_cache_hit_rate`` from counters) can be partial too.
 Gauges (``running_requests``, ``waiting_requests``, ``kv_cache_usage``) are instant
-values and never partial. Zero traffic (a counter present and flat) covers its
-window: ``0.0``, not partial.
+values and never partial. ``arrival_dispersion`` and ``prompt_tokens_scv`` are figures,
+not signals: never listed as missing, ``None`` when not measured. Zero traffic (a
+counter present and flat) covers its window: ``0.0``, not partial.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: How far back the index of dispersion of request counts looks (seconds): long
+#: enough for a dozen or more steps at the default 1m window, short enough to follow
+#: a change of regime within a few minutes.
+DISPERSION_SPAN_S = 300.0
 
 
 class _Frozen(BaseModel):
@@ -73,6 +79,28 @@ class PoolObservation(_Frozen):
     waiting_requests: float | None = None
     kv_cache_usage: float | None = Field(None, ge=0, le=1)
     prefix_cache_hit_rate: float | None = Field(None, ge=0, le=1)
+    arrival_dispersion: float | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Index of dispersion (variance / mean) of the pool's request counts per step "
+            "(a quarter of metrics.window) over the last DISPERSION_SPAN_S, their linear "
+            "trend removed: 1 for Poisson arrivals, more for bursty ones. The planner's "
+            "G/G/c prefill model takes it as the arrivals' ca^2. None: not measured (too "
+            "few steps, no requests or no counter); the planner then assumes Poisson and "
+            "says so. Not a required signal."
+        ),
+    )
+    prompt_tokens_scv: float | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Squared coefficient of variation of prompt lengths over metrics.window, from "
+            "the prompt-token histogram (the gamma fitting its buckets, with the exact "
+            "mean): 1 for exponential lengths, more for heavy tails. None: not measured; "
+            "the planner then assumes exponential lengths and says so."
+        ),
+    )
     running_requests_by_pod: dict[str, float] | None = Field(
         None,
         description=(

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from goodput.observation import LatencySummary
+from goodput.observation import LatencySummary, Observation
 from goodput.plan import Allocation
 from goodput.planner import GoodputPlanner, plan
 from goodput.planner.correction import FACTOR_MAX, FACTOR_MIN, blend, solve_factor
-from goodput.planner.model import CacheEffect, Demand, decode_curve, prefill_curve
+from goodput.planner.model import (
+    CacheEffect,
+    Demand,
+    decode_curve,
+    prefill_curve,
+    prefill_service,
+)
 from goodput.profiles import PerformanceProfile, load_profile
 
 from .planner_fixtures import disagg_spec, observation
@@ -120,3 +126,100 @@ def test_median_ttft_correction_converges(wrong_by: float) -> None:
         )
         planner.decide(obs, current, 15.0 * step)
     assert planner.state.factors["prefill"].prefill * wrong_by == pytest.approx(1.0, abs=0.01)
+
+
+def bursty(obs: Observation, dispersion: float, waiting: float | None = None) -> Observation:
+    """``obs`` with the front pool's measured arrival dispersion (and queue)."""
+    front = obs.pools["prefill"].model_copy(
+        update={"arrival_dispersion": dispersion, "waiting_requests": waiting}
+    )
+    return obs.model_copy(update={"pools": {**obs.pools, "prefill": front}})
+
+
+def true_attainment(rate: float, n: int, dispersion: float, slo: float = 0.5) -> float:
+    demand = Demand(rate, 2000.0, 250.0, dispersion, 1.0)
+    c = prefill_curve(TRUTH, 1.0, demand, CacheEffect(), slo, n)
+    return float(c.attainment[n]) * min(1.0, float(c.served[n]) / rate)
+
+
+@pytest.mark.parametrize("wrong_by", [0.6, 1.6])
+def test_tail_correction_converges_in_busy_intervals(wrong_by: float) -> None:
+    """The TTFT factor is fitted to the observed attainment at the SLO, including
+    intervals with a queue longer than the replica count and above 85 % utilisation
+    (which the median fit skipped): a misspecified profile converges to the truth."""
+    planner = GoodputPlanner(disagg_spec(32), profiles={NAME: scaled(TRUTH, wrong_by)})
+    current = Allocation(pools={"prefill": 4, "decode": 4})
+    fixed, variable = prefill_service(TRUTH, 1.0, Demand(1.0, 2000.0, 250.0), CacheEffect())
+    capacity = 4 / (fixed + variable)
+    errors = []
+    for step in range(40):
+        rate = capacity * (0.75 + 0.1 * (step % 3))  # up to 95 % busy
+        att = true_attainment(rate, 4, 6.0)
+        obs = bursty(
+            observation(
+                rate,
+                ttft=LatencySummary(attainment=att, p50_s=99.0),  # the tail is preferred
+                ready={"prefill": 4, "decode": 4},
+                now=15.0 * step,
+            ),
+            6.0,
+            waiting=12.0,  # busy: more queued than replicas
+        )
+        planner.decide(obs, current, 15.0 * step)
+        errors.append(abs(planner.state.factors["prefill"].prefill * wrong_by - 1))
+    assert errors[-1] < 0.02
+    assert errors[-1] < errors[0] / 10
+
+
+def test_tail_factor_stays_within_its_bounds() -> None:
+    planner = GoodputPlanner(disagg_spec(32))
+    current = Allocation(pools={"prefill": 4, "decode": 4})
+    for step in range(60):
+        obs = observation(
+            10.0,
+            ttft=LatencySummary(attainment=0.0, p50_s=5.0),  # nothing meets the SLO
+            ready={"prefill": 4, "decode": 4},
+            now=15.0 * step,
+        )
+        planner.decide(obs, current, 15.0 * step)
+    assert planner.state.factors["prefill"].prefill == pytest.approx(FACTOR_MAX, rel=1e-3)
+
+
+def test_a_window_without_a_miss_fits_the_median_not_the_tail() -> None:
+    """No miss among the window's requests says only that the tail is short; fitting it
+    would drive the factor to its lower bound. The median is fitted instead."""
+    median = true_median_ttft(20.0, 4)
+    planner = GoodputPlanner(disagg_spec(32))
+    current = Allocation(pools={"prefill": 4, "decode": 4})
+    for step in range(12):
+        obs = observation(
+            20.0,
+            ttft=LatencySummary(attainment=1.0, p50_s=median),
+            ready={"prefill": 4, "decode": 4},
+            now=15.0 * step,
+        )
+        planner.decide(obs, current, 15.0 * step)
+    assert planner.state.factors["prefill"].prefill == pytest.approx(1.0, abs=0.01)
+
+
+def test_the_plan_says_what_was_measured_and_what_assumed() -> None:
+    spec = disagg_spec(32)
+    current = Allocation(pools={"prefill": 4, "decode": 4})
+    assumed, _ = plan(spec, observation(20.0, now=0.0), current, None, 0.0)
+    assert "arrival ca^2 1 (Poisson, assumed" in assumed.message
+    assert "prompt-length SCV 1 (exponential, assumed" in assumed.message
+    assert "profile correction" in assumed.message and "prefill x1.00" in assumed.message
+    obs = bursty(observation(20.0, now=0.0), 7.5)
+    front = obs.pools["prefill"].model_copy(update={"prompt_tokens_scv": 1.8})
+    obs = obs.model_copy(update={"pools": {**obs.pools, "prefill": front}})
+    measured, _ = plan(spec, obs, current, None, 0.0)
+    assert "arrival ca^2 7.50 (index of dispersion of request counts, measured)" in measured.message
+    assert "prompt-length SCV 1.80 (prompt-token histogram, measured)" in measured.message
+    # Burstier measured arrivals never predict a better TTFT attainment.
+    assert measured.pools["prefill"].predicted_attainment is not None
+    assert assumed.pools["prefill"].predicted_attainment is not None
+    assert (
+        measured.pools["prefill"].predicted_attainment
+        <= assumed.pools["prefill"].predicted_attainment + 1e-9
+        or measured.total_gpus > assumed.total_gpus
+    )

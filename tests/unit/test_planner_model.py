@@ -104,11 +104,22 @@ def test_ttft_grows_with_load_and_attainment_falls() -> None:
     assert att == sorted(att, reverse=True) and att[0] > att[-1]
 
 
+LINEAR_8B = H100_8B.model_copy(update={"prefill_per_token2_s": 0.0, "prefill_per_seq_s": 0.0})
+
+
 def test_unloaded_ttft_attainment_is_the_prompt_length_tail() -> None:
+    # Linear prefill cost: the variable part is the prompt length scaled, so exponential
+    # lengths give an exponential tail ...
     demand = Demand(1e-9, 2000.0, 200.0)
-    fixed, variable = prefill_service(H100_8B, 1.0, demand, CacheEffect())
-    curve = prefill_curve(H100_8B, 1.0, demand, CacheEffect(), 0.05, 1)
+    fixed, variable = prefill_service(LINEAR_8B, 1.0, demand, CacheEffect())
+    curve = prefill_curve(LINEAR_8B, 1.0, demand, CacheEffect(), 0.05, 1)
     assert curve.attainment[1] == pytest.approx(1 - math.exp(-(0.05 - fixed) / variable), rel=1e-4)
+    # ... and gamma lengths with SCV 1/2 an Erlang-2 tail: 1 - e^-x (1 + x), x = 2t/mean.
+    demand = Demand(1e-9, 2000.0, 200.0, input_scv=0.5)
+    fixed, variable = prefill_service(LINEAR_8B, 1.0, demand, CacheEffect())
+    x = 2 * (0.05 - fixed) / variable
+    curve = prefill_curve(LINEAR_8B, 1.0, demand, CacheEffect(), 0.05, 1)
+    assert curve.attainment[1] == pytest.approx(1 - math.exp(-x) * (1 + x), rel=1e-4)
 
 
 def test_decode_itl_closed_form_and_littles_law() -> None:

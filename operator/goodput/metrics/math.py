@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from goodput.distributions import fit_gamma_scv
 from goodput.observation import GoodputEstimate, LatencySummary, PoolObservation
 
 #: A bucket wider than this fraction of the SLO threshold makes the interpolated
@@ -423,3 +424,64 @@ def worst_coverage(coverages: Iterable[Coverage]) -> Coverage | None:
 def window_overlaps(now: float, window_s: float, instant: float | None) -> bool:
     """Whether ``instant`` lies in the window ``[now - window_s, now]``."""
     return instant is not None and now - window_s <= instant <= now
+
+
+# ---- variability of demand (issue 12: the prefill model's G/G/c inputs) ------------
+
+#: Fewest per-step counts a dispersion is computed from (a trend takes two degrees of
+#: freedom; below this the estimate is noise).
+MIN_DISPERSION_STEPS = 6
+
+
+def dispersion_from_moments(
+    mean: float | None, variance: float | None, slope_per_step: float | None, steps: int
+) -> float | None:
+    """Index of dispersion (variance / mean) of ``steps`` equally spaced per-step counts
+    with the least-squares linear trend removed, from their population mean and
+    variance and the trend's slope (counts per step): a rise or fall over the span is
+    the forecast's business, not burstiness. ``None`` (not measured) with too few steps,
+    no requests or garbage. The residual variance is ``variance - slope^2 var(t)``
+    (``var(t) = (steps^2 - 1) / 12`` in steps), rescaled by ``steps / (steps - 2)``."""
+    m, v = non_negative(mean), non_negative(variance)
+    slope = finite(slope_per_step)
+    if m is None or v is None or slope is None or steps < MIN_DISPERSION_STEPS or m <= 0:
+        return None
+    var_t = (steps * steps - 1) / 12.0
+    residual = max(v - slope * slope * var_t, 0.0) * steps / (steps - 2)
+    return residual / m
+
+
+def dispersion_index(counts: Sequence[float]) -> float | None:
+    """:func:`dispersion_from_moments` of a sequence of per-step request counts."""
+    vals = [finite(c) for c in counts]
+    if any(c is None or c < 0 for c in vals):
+        return None
+    xs = [float(c) for c in vals if c is not None]
+    n = len(xs)
+    if n < MIN_DISPERSION_STEPS:
+        return None
+    mean = sum(xs) / n
+    var = sum((x - mean) ** 2 for x in xs) / n
+    t_mean = (n - 1) / 2.0
+    var_t = (n * n - 1) / 12.0
+    slope = sum((i - t_mean) * (x - mean) for i, x in enumerate(xs)) / n / var_t
+    return dispersion_from_moments(mean, var, slope, n)
+
+
+def histogram_scv(hist: Histogram, mean: float | None) -> float | None:
+    """Squared coefficient of variation of a size distribution (prompt tokens) read from
+    its histogram: the gamma with the exact ``mean`` (``_sum / _count``) whose CDF best
+    fits the buckets' (:func:`goodput.distributions.fit_gamma_scv`; the planner's model
+    takes prompt lengths as gamma, and vLLM's 1-2-5 buckets are too wide for
+    midpoints). ``None`` when the histogram counted nothing, the mean is unknown or no
+    finite bucket bound lies inside the data."""
+    total = hist.total
+    mu = finite(mean)
+    if total <= 0 or mu is None or mu <= 0:
+        return None
+    pairs = [
+        (b, c / total) for b, c in zip(hist.bounds, hist.cumulative, strict=True) if b != math.inf
+    ]
+    if not any(0.0 < f < 1.0 for _, f in pairs):
+        return None
+    return fit_gamma_scv(mu, [b for b, _ in pairs], [f for _, f in pairs])

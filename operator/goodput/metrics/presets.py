@@ -256,3 +256,40 @@ PER_POD_RUNNING: dict[Preset, tuple[str, ...]] = {
     Preset.sglang: ("sglang:num_running_reqs", "sglang_num_running_reqs"),
     Preset.dynamo: (),
 }
+
+
+# ---- demand variability (issue 12: inputs of the planner's G/G/c prefill model) ------
+
+#: Per preset, the counters whose per-step increases give a pool's request counts for
+#: the index of dispersion of arrivals (``PoolObservation.arrival_dispersion``), first
+#: with series wins: a prompt-side pool's own prefills (the prompt-token histogram's
+#: ``_count``, closest to arrivals), else completions, the counter ``arrival_rate_rps``
+#: reads. Not a signal: absent means "not measured", and the planner then assumes
+#: Poisson arrivals and says so.
+ARRIVAL_COUNTERS: dict[Preset, tuple[str, ...]] = {
+    Preset.vllm: (
+        "vllm:request_prompt_tokens_count",
+        "vllm:request_success_total",
+        "vllm_request_prompt_tokens_count",
+        "vllm_request_success_total",
+    ),
+    Preset.sglang: (
+        "sglang:prompt_tokens_histogram_count",
+        "sglang:num_requests_total",
+        "sglang_prompt_tokens_histogram_count",
+        "sglang_num_requests_total",
+    ),
+    Preset.dynamo: (
+        "dynamo_frontend_input_sequence_tokens_count",
+        "dynamo_frontend_requests_total",
+    ),
+}
+
+#: Per preset, the prompt-token histogram whose buckets give the spread of prompt
+#: lengths (``PoolObservation.prompt_tokens_scv``), first with series wins; the same
+#: histogram ``mean_input_tokens`` prefers.
+PROMPT_TOKEN_HISTOGRAMS: dict[Preset, tuple[str, ...]] = {
+    Preset.vllm: ("vllm:request_prompt_tokens", "vllm_request_prompt_tokens"),
+    Preset.sglang: ("sglang:prompt_tokens_histogram", "sglang_prompt_tokens_histogram"),
+    Preset.dynamo: ("dynamo_frontend_input_sequence_tokens",),
+}

@@ -39,8 +39,10 @@ from typing import Literal
 
 from goodput.api.spec import Metrics, PoolRole, parse_duration
 from goodput.metrics.presets import (
+    ARRIVAL_COUNTERS,
     PER_POD_RUNNING,
     POD_LABEL,
+    PROMPT_TOKEN_HISTOGRAMS,
     CounterRate,
     FleetSignal,
     GaugeAgg,
@@ -51,6 +53,7 @@ from goodput.metrics.presets import (
     series_names,
     sources,
 )
+from goodput.observation import DISPERSION_SPAN_S
 
 Kind = Literal["scalar", "ratio", "histogram"]
 HISTOGRAM_SIGNALS = frozenset({Signal.ttft, Signal.itl})
@@ -93,6 +96,11 @@ class PoolPlan:
     # Running requests per pod (drain-aware scale-down), one query per gauge name of
     # the preset, first with series wins (see per_pod_running_query).
     per_pod_running: tuple[str, ...] = ()
+    # Demand variability (not signals; first with series wins): per arrival counter,
+    # its per-step count statistics (see dispersion_query); per prompt-token histogram,
+    # (buckets, sum, count) over the window.
+    dispersion: tuple[str, ...] = ()
+    prompt_histogram: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,11 @@ class QueryPlan:
     notes: tuple[str, ...] = ()
     window_ms: int = 60_000
     fleet_windowed: frozenset[FleetSignal] = frozenset()  # their PromQL uses $window
+
+    @property
+    def dispersion_step_s(self) -> float:
+        """Seconds per step of the request counts behind ``arrival_dispersion``."""
+        return dispersion_step_ms(self.window_ms) / 1000
 
 
 def normalize_selector(text: str | None) -> str:
@@ -276,6 +289,42 @@ def per_pod_running_query(metric: str, matchers: str, pod_label: str = POD_LABEL
     )
 
 
+def dispersion_step_ms(window_ms: int) -> int:
+    """The step of the per-step request counts: a quarter of the rate window (the spec
+    asks for at least four scrapes per window, so a step holds at least one scrape)."""
+    return max(1000, window_ms // 4)
+
+
+def dispersion_query(counter: str, matchers: str, window_ms: int) -> str:
+    """Statistics of the pool's per-step request counts ``sum(increase(c[step]))`` over
+    the last ``DISPERSION_SPAN_S``, labelled ``stat``: ``mean`` and ``var`` (population)
+    and ``slope`` (``deriv``, per second) for
+    :func:`goodput.metrics.math.dispersion_from_moments`, and ``steps`` (how many)."""
+    step = dispersion_step_ms(window_ms)
+    span = max(round(DISPERSION_SPAN_S * 1000), step)
+    inner = f"sum(increase({selector(counter, matchers)}[{step}ms]))"
+    rng = f"[{span}ms:{step}ms]"
+    terms = {
+        "mean": f"avg_over_time({inner}{rng})",
+        "var": f"stdvar_over_time({inner}{rng})",
+        "slope": f"deriv({inner}{rng})",
+        "steps": f"count_over_time({inner}{rng})",
+    }
+    return " or ".join(
+        f'label_replace({expr}, "stat", "{stat}", "", "")' for stat, expr in terms.items()
+    )
+
+
+def prompt_histogram_queries(base: str, matchers: str, window: str) -> tuple[str, str, str]:
+    """(bucket rates by ``le``, ``_sum`` rate, ``_count`` rate) of a prompt-token histogram."""
+    b = selector(f"{base}_bucket", matchers)
+    return (
+        f"sum by (le) (rate({b}[{window}]))",
+        _rate(f"{base}_sum", matchers, window),
+        _rate(f"{base}_count", matchers, window),
+    )
+
+
 def substitute(promql: str, matchers: str, window: str) -> str:
     return promql.replace("$selector", matchers).replace("$window", window)
 
@@ -369,7 +418,21 @@ def build_plan(metrics: Metrics, roles: list[str], quality_query: str | None = N
             for alt in alts:
                 fresh.extend(n for n in alt.series if n not in fresh)
         per_pod = tuple(per_pod_running_query(m, matchers) for m in PER_POD_RUNNING[metrics.preset])
-        pools[role] = PoolPlan(role, matchers, signals, freshness_queries(fresh, matchers), per_pod)
+        window_ms = round(parse_duration(metrics.window) * 1000)
+        pools[role] = PoolPlan(
+            role,
+            matchers,
+            signals,
+            freshness_queries(fresh, matchers),
+            per_pod,
+            dispersion=tuple(
+                dispersion_query(c, matchers, window_ms) for c in ARRIVAL_COUNTERS[metrics.preset]
+            ),
+            prompt_histogram=tuple(
+                prompt_histogram_queries(h, matchers, window)
+                for h in PROMPT_TOKEN_HISTOGRAMS[metrics.preset]
+            ),
+        )
     fleet: dict[FleetSignal, str] = {}
     fleet_windowed: set[FleetSignal] = set()
     good = metrics.overrides.get(FleetSignal.good_tokens_per_s.value)

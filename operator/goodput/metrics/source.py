@@ -47,6 +47,15 @@ What comes out (documented in docs/metrics.md too):
 query per pool (:func:`goodput.metrics.promql.per_pod_running_query`): fresh, valid
 values only; ``None`` when no series exist. It is not a signal (never in ``missing``).
 
+``PoolObservation.arrival_dispersion`` and ``prompt_tokens_scv`` (the planner's G/G/c
+inputs) are figures, not signals, read per pool after the signals: the index of
+dispersion of per-step request counts over ``DISPERSION_SPAN_S``
+(:func:`goodput.metrics.promql.dispersion_query`: mean, variance and trend of
+``sum(increase(c[step]))`` in one subquery, combined by
+:func:`goodput.metrics.math.dispersion_from_moments`) and the prompt-length SCV of the
+prompt-token histogram over the window (:func:`goodput.metrics.math.histogram_scv`).
+Absent, failed or undefined: ``None`` with a note, never missing.
+
 ``PoolObservation.ready_replicas`` is read only when a ``ready_replicas`` override
 gives its PromQL; otherwise it stays ``None`` (not missing) and the operator fills
 it from the /scale subresource (``observation.pools[role].model_copy(update=...)``).
@@ -66,9 +75,11 @@ from goodput.metrics.client import QueryError, Sample
 from goodput.metrics.math import (
     UNDEFINED_NO_REQUESTS,
     Coverage,
+    dispersion_from_moments,
     effective_quality,
     fleet_estimate,
     histogram_from_buckets,
+    histogram_scv,
     latency_summary,
     non_negative,
     safe_ratio,
@@ -380,10 +391,11 @@ class _Observer:
                     res.notes.append(f"{plan.role}: Prometheus unreachable: {e}")
                     return res
                 res.notes.append(f"{plan.role}: freshness query refused ({e}); reading blind")
-        cov_result, reads, by_pod = await asyncio.gather(
+        cov_result, reads, by_pod, variability = await asyncio.gather(
             self.coverage(plan, self.coverage_names(plan, freshness)),
             asyncio.gather(*(self.signal(s, freshness) for s in plan.signals.values())),
             self.per_pod(plan),
+            self.variability(plan),
         )
         cov: _Coverage | None = cov_result if freshness is not None else None
         if cov is not None and cov.refused is not None:
@@ -403,7 +415,15 @@ class _Observer:
         by_pod_values, by_pod_note = by_pod
         if by_pod_note:
             res.notes.append(f"{plan.role}.running_requests_by_pod: {by_pod_note}")
-        res.obs = PoolObservation(role=plan.role, running_requests_by_pod=by_pod_values, **values)
+        dispersion, scv, var_notes = variability
+        res.notes.extend(f"{plan.role}.{n}" for n in var_notes)
+        res.obs = PoolObservation(
+            role=plan.role,
+            running_requests_by_pod=by_pod_values,
+            arrival_dispersion=dispersion,
+            prompt_tokens_scv=scv,
+            **values,
+        )
         self.mark_partial(res, plan, reads, cov)
         return res
 
@@ -446,6 +466,58 @@ class _Observer:
             )
             return out, note
         return None, None
+
+    async def variability(self, plan: PoolPlan) -> tuple[float | None, float | None, list[str]]:
+        """(index of dispersion of request counts, prompt-length SCV, notes): figures,
+        not signals, so a failure or absence is ``None`` with a note, never missing, and
+        never raises (the planner then assumes Poisson / exponential and says so)."""
+        notes: list[str] = []
+        dispersion: float | None = None
+        for promql in plan.dispersion:
+            try:
+                samples = await self.q(promql)
+            except QueryError as e:
+                notes.append(f"arrival_dispersion: query failed ({e}); not measured")
+                break
+            stats = {smp.labels.get("stat", ""): smp.value for smp in samples}
+            if "steps" not in stats:
+                continue
+            dispersion = dispersion_from_moments(
+                stats.get("mean"),
+                stats.get("var"),
+                # deriv() is per second; the moments are per step
+                (stats["slope"] * self.src.plan.dispersion_step_s) if "slope" in stats else None,
+                int(stats["steps"]) if math.isfinite(stats["steps"]) else 0,
+            )
+            if dispersion is None:
+                notes.append(
+                    "arrival_dispersion: not measured (too few steps or no requests in "
+                    f"{int(stats['steps']) if math.isfinite(stats['steps']) else 0} steps)"
+                )
+            break
+        else:
+            if plan.dispersion:
+                notes.append("arrival_dispersion: not measured (no request counter series)")
+        scv: float | None = None
+        for buckets_q, sum_q, count_q in plan.prompt_histogram:
+            try:
+                samples = await self.q(buckets_q)
+                if not samples:
+                    continue
+                pairs = [(float(smp.labels.get("le", "nan")), smp.value) for smp in samples]
+                total, count = await asyncio.gather(self.one_value(sum_q), self.one_value(count_q))
+            except (QueryError, _Missing, ValueError) as e:
+                notes.append(f"prompt_tokens_scv: {e}; not measured")
+                break
+            hist = histogram_from_buckets(pairs)
+            scv = histogram_scv(hist, safe_ratio(total, count)) if hist is not None else None
+            if scv is None:
+                notes.append("prompt_tokens_scv: not measured (no prompts in window or garbage)")
+            break
+        else:
+            if plan.prompt_histogram:
+                notes.append("prompt_tokens_scv: not measured (no prompt-token histogram series)")
+        return dispersion, scv, notes
 
     def coverage_names(
         self, plan: PoolPlan, freshness: dict[str, float] | None

@@ -3,10 +3,19 @@ can serve, for every replica count at once (numpy vectors, so the optimizer scan
 thousands of candidates in microseconds).
 
 Prefill: TTFT = queueing wait + prefill time + KV load from the tier holding the hit.
-The wait is M/G/c: probability of waiting from Sakasegawa's closed form of Erlang C,
-the conditional wait exponential with Allen–Cunneen's variability factor. Prompt
-lengths are taken as exponential around the observed mean, so prefill time is a
-fixed part plus an exponential part, and TTFT attainment is a hypoexponential tail.
+The wait is G/G/c (Allen–Cunneen): probability of waiting from Sakasegawa's closed
+form of Erlang C, the conditional wait exponential with mean scaled by the
+variability factor ``(ca^2 + cs^2) / 2``. ``ca^2`` is the arrivals' squared
+coefficient of variation, measured online as the index of dispersion of per-step
+request counts (``Demand.arrival_scv``; 1 is Poisson); ``cs^2`` is the prefill time's,
+from the prompt lengths' squared coefficient of variation (``Demand.input_scv``;
+1 is exponential) through gamma-distributed lengths (moments
+``E[L^k] = m^k prod_{j<k} (1 + j s)``). Real arrivals are far burstier than Poisson
+(index of dispersion 14-123 on the bundled traces), and a Poisson model is badly
+optimistic in the tail. TTFT attainment: a request that does not wait sees fixed +
+a gamma prefill time (shape ``1 / cs_var^2``); one that waits sees fixed + a gamma
+fitted to the mean and variance of wait + prefill time. At ``ca^2 = s = 1`` this is
+close to the old M/G/c hypoexponential tail.
 
 Decode: one step costs f*(a + b*N + c*N*ctx); Little's law gives N = lambda*O*ITL per
 replica, so ITL = f*a / (1 - f*(b + c*ctx)*lambda*O) in closed form. KV memory caps
@@ -21,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from goodput.distributions import SCV_MAX, SCV_MIN, gamma_cdf_fast
 from goodput.profiles import PerformanceProfile
 
 Vec = npt.NDArray[np.float64]
@@ -41,11 +51,17 @@ MAX_HIT_RATE = 0.75
 
 @dataclass(frozen=True)
 class Demand:
-    """What the pools must serve: request rate and mean token counts."""
+    """What the pools must serve: request rate and mean token counts, and the
+    variability of arrivals and prompt lengths. ``arrival_scv`` (ca^2) is 1 for
+    Poisson arrivals, ``input_scv`` 1 for exponential prompt lengths: the values a
+    caller that measured nothing assumes, and must say it assumed (the planner
+    reports in its message which were measured)."""
 
     rate_rps: float
     input_tokens: float
     output_tokens: float
+    arrival_scv: float = 1.0
+    input_scv: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -82,34 +98,59 @@ def hit_rate_at(capacity_tokens: float, h_max: float) -> float:
     return h_max * (1.0 - math.exp(-capacity_tokens / CACHE_SCALE_TOKENS))
 
 
+def _scv(x: float) -> float:
+    return min(max(x, SCV_MIN), SCV_MAX)
+
+
+def length_moments(mean: float, scv: float) -> tuple[float, float, float, float]:
+    """E[L], E[L^2], E[L^3], E[L^4] of gamma-distributed prompt lengths with the given
+    mean and squared coefficient of variation (exponential at ``scv = 1``: k! mean^k)."""
+    s = _scv(scv)
+    m2 = mean * mean * (1.0 + s)
+    m3 = m2 * mean * (1.0 + 2.0 * s)
+    m4 = m3 * mean * (1.0 + 3.0 * s)
+    return mean, m2, m3, m4
+
+
 def prefill_service(
     prof: PerformanceProfile, factor: float, demand: Demand, cache: CacheEffect
 ) -> tuple[float, float]:
     """(fixed seconds, mean variable seconds) of one request's prefill. Prompt lengths
-    are exponential around the observed mean (E[L^2] = 2 mean^2); hits skip their share
-    of the work, new tokens still attend over the whole prompt."""
-    length = demand.input_tokens
+    are gamma around the observed mean with ``demand.input_scv`` (E[L^2] =
+    (1 + s) mean^2; 2 mean^2 for exponential lengths); hits skip their share of the
+    work, new tokens still attend over the whole prompt."""
+    _, m2, _, _ = length_moments(demand.input_tokens, demand.input_scv)
     keep = 1.0 - cache.hit_fraction
     fixed = factor * prof.prefill_base_s
     # Per sequence (d) and the knee at a full batch (in the loaded per-token rate): what
     # a profile adds to DistServe's form; both zero unless its data asks for them.
     b = prof.prefill_per_token_loaded_s
     variable = factor * (
-        prof.prefill_per_seq_s
-        + keep * (b * length + prof.prefill_per_token2_s * 2.0 * length * length)
+        prof.prefill_per_seq_s + keep * (b * demand.input_tokens + prof.prefill_per_token2_s * m2)
     )
     return fixed, variable
 
 
 def prefill_scv(prof: PerformanceProfile, demand: Demand, cache: CacheEffect) -> float:
-    """Squared coefficient of variation of one prefill for exponential prompt lengths
-    (moments E[L^k] = k! mean^k), for Allen–Cunneen's variability factor."""
-    i = demand.input_tokens
+    """Squared coefficient of variation of one prefill, S = a + bL + cL^2, for gamma
+    prompt lengths (``length_moments``), for Allen–Cunneen's variability factor."""
+    m1, m2, m3, m4 = length_moments(demand.input_tokens, demand.input_scv)
     keep = 1.0 - cache.hit_fraction
     b, c = prof.prefill_per_token_loaded_s * keep, prof.prefill_per_token2_s * keep
-    mean = prof.prefill_base_s + prof.prefill_per_seq_s + b * i + 2.0 * c * i * i
-    var = b * b * i * i + 20.0 * c * c * i**4 + 8.0 * b * c * i**3
-    return var / max(mean * mean, 1e-300)
+    mean = prof.prefill_base_s + prof.prefill_per_seq_s + b * m1 + c * m2
+    var = b * b * (m2 - m1 * m1) + c * c * (m4 - m2 * m2) + 2.0 * b * c * (m3 - m1 * m2)
+    return max(var, 0.0) / max(mean * mean, 1e-300)
+
+
+def _variable_scv(prof: PerformanceProfile, demand: Demand, cache: CacheEffect) -> float:
+    """Squared coefficient of variation of the length-dependent part bL + cL^2 alone
+    (the fixed part is added separately to the TTFT tail)."""
+    m1, m2, m3, m4 = length_moments(demand.input_tokens, demand.input_scv)
+    keep = 1.0 - cache.hit_fraction
+    b, c = prof.prefill_per_token_loaded_s * keep, prof.prefill_per_token2_s * keep
+    mean = prof.prefill_per_seq_s + b * m1 + c * m2
+    var = b * b * (m2 - m1 * m1) + c * c * (m4 - m2 * m2) + 2.0 * b * c * (m3 - m1 * m2)
+    return _scv(max(var, 0.0) / max(mean * mean, 1e-300))
 
 
 def prefill_capacity_service(
@@ -123,26 +164,41 @@ def prefill_capacity_service(
     return fixed / per_batch + variable
 
 
-def _ttft_attainment(threshold: float, fixed: float, variable: Vec, wait_p: Vec, theta: Vec) -> Vec:
-    """P(W + S <= T) with S = fixed + Exp(mean=variable), W = 0 w.p. 1-C else Exp(theta)."""
+def _ttft_attainment(
+    threshold: float,
+    fixed: float,
+    variable: Vec,
+    wait_p: Vec,
+    theta: Vec,
+    variable_scv: float = 1.0,
+) -> Vec:
+    """P(W + S <= T) with S = fixed + V, V gamma with mean ``variable`` and squared
+    coefficient of variation ``variable_scv``, and W = 0 w.p. 1-C else Exp(theta). The
+    sum W + V of a request that waits is taken as a gamma with the same mean and
+    variance (two-moment fit: exact in mean and spread, and no exponential tail assumed
+    for the prefill time)."""
     t = threshold - fixed
     if t <= 0:
         return np.zeros_like(wait_p)
-    eta = 1.0 / np.maximum(variable, 1e-12)
-    service_ok = 1.0 - np.exp(-eta * t)
-    th = np.maximum(theta, 1e-12)
-    close = np.abs(th - eta) < 1e-9 * eta
-    safe = np.where(close, th + 1e-6 * eta, th)
-    both = 1.0 - (safe * np.exp(-eta * t) - eta * np.exp(-safe * t)) / (safe - eta)
-    erlang2 = 1.0 - np.exp(-eta * t) * (1.0 + eta * t)
-    both = np.where(close, erlang2, both)
+    v = np.maximum(variable, 1e-12)
+    k = 1.0 / _scv(variable_scv)
+    service_ok = gamma_cdf_fast(np.full_like(v, k), k * t / v)
+    w = 1.0 / np.maximum(theta, 1e-12)
+    mean = v + w
+    var = v * v / k + w * w
+    shape = mean * mean / np.maximum(var, 1e-300)
+    both = gamma_cdf_fast(shape, shape * t / mean)
     out = (1.0 - wait_p) * service_ok + wait_p * both
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
 
 
-def queue_curve(n_max: int, rate: float, service_s: float, scv: float) -> tuple[Vec, Vec, Vec, Vec]:
-    """M/G/c for c = 0..n_max: served rate, P(wait), conditional-wait rate, mean wait.
-    ``service_s`` is the replica time one request costs (what sets utilization)."""
+def queue_curve(
+    n_max: int, rate: float, service_s: float, scv: float, arrival_scv: float = 1.0
+) -> tuple[Vec, Vec, Vec, Vec]:
+    """G/G/c for c = 0..n_max: served rate, P(wait), conditional-wait rate, mean wait.
+    ``service_s`` is the replica time one request costs (what sets utilization); the
+    wait scales with Allen–Cunneen's ``(arrival_scv + scv) / 2`` (M/G/c at
+    ``arrival_scv = 1``)."""
     n = np.arange(n_max + 1, dtype=np.float64)
     capacity = n / service_s
     served = np.minimum(rate, RHO_MAX * capacity)
@@ -150,7 +206,7 @@ def queue_curve(n_max: int, rate: float, service_s: float, scv: float) -> tuple[
         rho = np.where(n > 0, served * service_s / np.maximum(n, 1.0), 0.0)
         wait_p = np.where(rho > 0, rho ** (np.sqrt(2.0 * (n + 1.0)) - 1.0), 0.0)
     wait_p = np.clip(wait_p, 0.0, 1.0)
-    variability = (1.0 + scv) / 2.0
+    variability = (_scv(arrival_scv) + scv) / 2.0
     slack = np.maximum(capacity - served, 1e-12)
     theta = slack / variability
     mean_wait = np.where(n > 0, wait_p / theta, np.inf)
@@ -170,7 +226,9 @@ def prefill_curve(
     fixed += extra_fixed_s
     capacity_service = prefill_capacity_service(prof, factor, demand, cache) + extra_fixed_s
     scv = prefill_scv(prof, demand, cache)
-    served, wait_p, theta, mean_wait = queue_curve(n_max, demand.rate_rps, capacity_service, scv)
+    served, wait_p, theta, mean_wait = queue_curve(
+        n_max, demand.rate_rps, capacity_service, scv, demand.arrival_scv
+    )
     # Requests that queued together are prefilled in one batch and all wait for it:
     # the queue (lambda*Wq, Little) is shared by n replicas, so about lambda*Wq/n others
     # share a request's batch, up to the batch token budget.
@@ -180,7 +238,14 @@ def prefill_curve(
     queued = served * np.where(np.isfinite(mean_wait), mean_wait, 0.0) / n
     mates = np.minimum(queued, room)
     own = variable * (1.0 + mates)
-    att = _ttft_attainment(ttft_slo_s - cache.load_s, fixed, own, wait_p, theta)
+    att = _ttft_attainment(
+        ttft_slo_s - cache.load_s,
+        fixed,
+        own,
+        wait_p,
+        theta,
+        _variable_scv(prof, demand, cache),
+    )
     att[0] = 0.0
     return StageCurve(served, att, mean_wait + fixed + own + cache.load_s)
 

@@ -139,6 +139,44 @@ def smooth_tokens(
     )
 
 
+@dataclass(frozen=True)
+class Variability:
+    """The G/G/c prefill model's variability inputs and where they came from: measured
+    by the metrics layer, or assumed (Poisson arrivals, exponential prompt lengths:
+    the M/G/c model's old assumptions) because it measured nothing; the plan's message
+    says which, so an assumption is never silent."""
+
+    arrival_scv: float
+    input_scv: float
+    arrival_measured: bool
+    input_measured: bool
+
+    def sentence(self) -> str:
+        arrivals = (
+            f"arrival ca^2 {self.arrival_scv:.2f} (index of dispersion of request counts, measured)"
+            if self.arrival_measured
+            else "arrival ca^2 1 (Poisson, assumed: dispersion not measured)"
+        )
+        lengths = (
+            f"prompt-length SCV {self.input_scv:.2f} (prompt-token histogram, measured)"
+            if self.input_measured
+            else "prompt-length SCV 1 (exponential, assumed: not measured)"
+        )
+        return f"{arrivals}, {lengths}"
+
+
+def variability(obs: Observation) -> Variability:
+    """The arrivals' and prompt lengths' variability as the front pool measured them."""
+    ca2 = _first(obs, "arrival_dispersion")
+    cs2 = _first(obs, "prompt_tokens_scv")
+    return Variability(
+        ca2 if ca2 is not None else 1.0,
+        cs2 if cs2 is not None else 1.0,
+        ca2 is not None,
+        cs2 is not None,
+    )
+
+
 def _hold_reason(obs: Observation, missing: list[str]) -> Reason:
     if obs.unreachable:
         return Reason.PrometheusUnreachable
@@ -160,11 +198,24 @@ def _gpus(
     return total
 
 
-def _ttft_statistic(summary: LatencySummary | None) -> tuple[str, float] | None:
-    """The median when the histogram gives one (a burst's backlog moves the mean far more
-    than the median), else the mean."""
+# Fewest missed requests in a window for its attainment to say something of the tail.
+MIN_TAIL_MISSES = 1.0
+
+
+def _ttft_statistic(summary: LatencySummary | None, requests: float) -> tuple[str, float] | None:
+    """What the TTFT correction fits, best first: the observed attainment at the SLO
+    threshold (what the SLO is about: the tail, valid in busy intervals too) when the
+    window holds at least one miss, as a miss fraction with half a request added to the
+    misses and one to the requests (``requests`` in the window); a window without a
+    miss says only that the tail is shorter than one request in ``requests``, so it
+    would pull the factor toward the bound: the median is fitted then (a burst's
+    backlog moves the mean far more than the median), else the mean."""
     if summary is None:
         return None
+    if summary.attainment is not None and requests > 0:
+        misses = (1.0 - summary.attainment) * requests
+        if misses >= MIN_TAIL_MISSES:
+            return ("attainment", 1.0 - (misses + 0.5) / (requests + 1.0))
     if summary.p50_s is not None:
         return ("p50", summary.p50_s)
     return ("mean", summary.mean_s) if summary.mean_s is not None else None
@@ -236,8 +287,9 @@ def _correct(
     factors: dict[str, Factors],
     recent_rate: float,
 ) -> dict[str, Factors]:
-    """Move each pool's factors toward the values that reproduce the observed mean TTFT
-    and ITL at the observed load and replica count (TTFT only in steady state)."""
+    """Move each pool's factors toward the values that reproduce the observed TTFT tail
+    (attainment at the SLO threshold, at any load) and mean ITL at the observed load and
+    replica count; without an attainment, the median or mean TTFT in steady state only."""
     if demand.rate_rps <= 0:
         return factors
     eff = cache_effect(
@@ -255,9 +307,14 @@ def _correct(
         summary = pool_obs.ttft
         if summary is None and role == "prefill" and "decode" in obs.pools:
             summary = obs.pools["decode"].ttft  # TTFT measured where the first token leaves
-        ttft = _ttft_statistic(summary)
-        if ttft is not None and not _steady(
-            ctx, role, out.get(role, Factors()), demand, eff, n, pool_obs, recent_rate
+        requests = demand.rate_rps * parse_duration(ctx.spec.metrics.window)
+        ttft = _ttft_statistic(summary, requests)
+        if (
+            ttft is not None
+            and ttft[0] != "attainment"
+            and not _steady(
+                ctx, role, out.get(role, Factors()), demand, eff, n, pool_obs, recent_rate
+            )
         ):
             ttft = None
         out[role] = _pool_factors(
@@ -267,7 +324,9 @@ def _correct(
 
 
 # Above this predicted utilization (or with a queue longer than the replica count) the
-# observed TTFT is dominated by backlog, which a steady-state model cannot explain.
+# observed median or mean TTFT is dominated by backlog, which a steady-state model
+# cannot explain: those fits skip such intervals. The tail fit (attainment at the SLO)
+# uses every interval: the G/G/c model predicts the share that misses under load.
 STEADY_UTILIZATION = 0.85
 
 
@@ -297,8 +356,10 @@ def _pool_factors(
     ttft: tuple[str, float] | None,
     itl: float | None,
 ) -> Factors:
-    """Mean statistics are matched directly; a median p50 by finding the factor at which
-    the predicted P(TTFT <= p50) is one half."""
+    """An observed attainment a at the SLO threshold T by finding the factor at which the
+    predicted P(TTFT <= T) is a (the tail the SLO names); a median p50 by finding the
+    factor at which the predicted P(TTFT <= p50) is one half; a mean directly. The tail
+    fit moves ``correction.TAIL_GAIN`` of the way (one window's attainment is noisy)."""
     prof = ctx.profiles[role]
     fp, fd = f.prefill, f.decode
     kind, value = ttft if ttft is not None else ("mean", 0.0)
@@ -309,8 +370,10 @@ def _pool_factors(
             curve, _ = aggregated_curve(prof, x, fd, demand, eff, slo, ctx.itl_slo, n)
         else:
             curve = prefill_curve(prof, x, demand, eff, slo, n)
-        if kind == "p50":
-            return 1.0 - float(curve.attainment[n])
+        if kind in ("p50", "attainment"):
+            # Requests beyond what n replicas serve miss too.
+            share = min(1.0, float(curve.served[n]) / max(demand.rate_rps, 1e-12))
+            return 1.0 - float(curve.attainment[n]) * share
         return float(curve.mean_latency[n])
 
     def itl_at(x: float) -> float:
@@ -321,8 +384,9 @@ def _pool_factors(
         return float(curve.mean_latency[n])
 
     if role in ("prefill", "aggregated") and ttft is not None:
-        target = 0.5 if kind == "p50" else value
-        fp = correction.blend(fp, correction.solve_factor(ttft_at, target))
+        target = {"p50": 0.5, "attainment": 1.0 - value}.get(kind, value)
+        gain = correction.TAIL_GAIN if kind == "attainment" else correction.GAIN
+        fp = correction.blend(fp, correction.solve_factor(ttft_at, target), gain)
     if role in ("decode", "aggregated") and itl is not None:
         fd = correction.blend(fd, correction.solve_factor(itl_at, itl))
     return Factors(fp, fd)
@@ -551,7 +615,8 @@ def plan(
     # the higher of the two rates.
     prev = state.forecast.level if state.forecast is not None else rate
     # Latencies observed now belong to this window's requests: correct with their means.
-    observed = Demand(rate, raw_input, raw_output)
+    var = variability(observation)
+    observed = Demand(rate, raw_input, raw_output, var.arrival_scv, var.input_scv)
     factors = _correct(
         ctx,
         observation,
@@ -562,7 +627,9 @@ def plan(
         max(prev, rate),
     )
     new_state = PlannerState(fstate, factors, last, state.patient, started, recent)
-    problem = problem_for(Demand(demand_rate, input_tokens, output_tokens), factors)
+    problem = problem_for(
+        Demand(demand_rate, input_tokens, output_tokens, var.arrival_scv, var.input_scv), factors
+    )
     result = optimize(problem)
     if result is None:
         return _minimums(
@@ -589,6 +656,9 @@ def plan(
             if kept is not None:
                 result, held = kept, True
     plan_out = _finish(ctx, problem, result, current, floors, rate, quality)
+    plan_out = plan_out.model_copy(
+        update={"message": plan_out.message + "; " + model_sentence(var, factors, ctx.pools)}
+    )
     if held and result.satisfiable:
         wanted = ", ".join(f"{r} {n}" for r, n in desired.items())
         kept_roles = [r for r, n in result.chosen.pools.items() if n > desired.get(r, 0)]
@@ -603,6 +673,24 @@ def plan(
             }
         )
     return plan_out, new_state
+
+
+def model_sentence(var: Variability, factors: Mapping[str, Factors], pools: list[Pool]) -> str:
+    """What the model assumed and learned, for the plan's message (and so the status):
+    the variability inputs and each pool's correction factors (1 = the profile as is;
+    bounded to [FACTOR_MIN, FACTOR_MAX])."""
+    parts = []
+    for pool in pools:
+        role = pool.role.value
+        f = factors.get(role, Factors())
+        stages = {"prefill": [f"prefill x{f.prefill:.2f}"], "decode": [f"decode x{f.decode:.2f}"]}
+        both = [f"prefill x{f.prefill:.2f}", f"decode x{f.decode:.2f}"]
+        parts.append(f"{role} {' '.join(stages.get(role, both))}")
+    return (
+        f"model: {var.sentence()}; profile correction (TTFT fitted to the observed"
+        f" attainment at the SLO, bounds {correction.FACTOR_MIN:g}-{correction.FACTOR_MAX:g}):"
+        f" {', '.join(parts)}"
+    )
 
 
 def patient_floors(
@@ -766,10 +854,13 @@ def pool_model(
     hit = _first(observation, "prefix_cache_hit_rate") or 0.0
     floors = _violation_floors(ctx, observation, current, tiers)
     rate = _first(observation, "arrival_rate_rps") or 0.0
+    var = variability(observation)
     observed = Demand(
         rate,
         _first(observation, "mean_input_tokens") or 0.0,
         max(_first(observation, "mean_output_tokens") or 1.0, 1.0),
+        var.arrival_scv,
+        var.input_scv,
     )
     factors = dict(factors)
     corrected = _correct(

@@ -34,6 +34,7 @@ read notes.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,16 +44,21 @@ from typing import Any
 from goodput.api.spec import GoodputPolicySpec, parse_duration
 from goodput.metrics.math import (
     UNDEFINED_NO_REQUESTS,
+    Histogram,
     counter_increase,
+    dispersion_index,
     effective_quality,
     fleet_estimate,
     histogram_from_buckets,
+    histogram_scv,
     latency_summary,
     non_negative,
     safe_ratio,
     unit_fraction,
 )
 from goodput.metrics.presets import (
+    ARRIVAL_COUNTERS,
+    PROMPT_TOKEN_HISTOGRAMS,
     CounterRate,
     GaugeAgg,
     HistogramOf,
@@ -63,7 +69,7 @@ from goodput.metrics.presets import (
     sources,
 )
 from goodput.metrics.promql import SHARED_BETWEEN_POOLS, applicable, optional
-from goodput.observation import Observation, PoolObservation
+from goodput.observation import DISPERSION_SPAN_S, Observation, PoolObservation
 from goodput.sim.exporter import PodSample, Scrape, VllmTwinCollector
 
 BUSY_COUNTER = "goodput_twin:busy_seconds_total"
@@ -162,6 +168,8 @@ class InProcessSource:
         window = _Window(old, latest, self.thresholds)
         role_set = set(self.roles)
         reads = {r: self._pool(r, role_set, window) for r in self.roles}
+        for r, read in reads.items():
+            self._variability(r, read, window)
         _copy_shared(reads)
         pools = {r: PoolObservation(role=r, **p.values) for r, p in reads.items()}
         missing = [k for p in reads.values() for k in p.missing]
@@ -190,6 +198,54 @@ class InProcessSource:
             missing=missing,
             notes=notes,
         )
+
+    def _variability(self, role: str, out: _PoolRead, w: _Window) -> None:
+        """``arrival_dispersion`` and ``prompt_tokens_scv`` as the metrics layer computes
+        them (goodput.metrics.source.variability): the first preset counter with series
+        counted per step (a quarter of the window) over ``DISPERSION_SPAN_S``, and the
+        first prompt-token histogram over the window. ``None`` with a note, never
+        missing."""
+        preset = self.spec.metrics.preset
+        pods = [p for p in w.new.pods if p.pool == role]
+        counter = next(
+            (c for c in ARRIVAL_COUNTERS[preset] if any(_series(p, c) is not None for p in pods)),
+            None,
+        )
+        dispersion = None
+        if counter is not None:
+            # The stored scrapes of the span (one per step: the twin scrapes every
+            # quarter window), each consecutive pair one step's request count.
+            scrapes = [x for x in self.prom.history if x.t >= w.new.t - DISPERSION_SPAN_S - 1e-9]
+            counts: list[float] = []
+            for a, b in itertools.pairwise(scrapes):
+                if b.t > w.new.t + 1e-9:
+                    break
+                if b.t - a.t <= 1e-9:
+                    continue
+                pair = _Window(a, b, w.thresholds)
+                try:
+                    rate = pair.rate_sum(
+                        (p for p in b.pods if p.pool == role), counter, require=False
+                    )
+                except _Missing:
+                    counts = []
+                    break
+                counts.append((rate or 0.0) * pair.span)
+            dispersion = dispersion_index(counts)
+        out.values["arrival_dispersion"] = dispersion
+        if dispersion is None:
+            out.notes.append(f"{role}.arrival_dispersion: not measured")
+        base = next(
+            (h for h in PROMPT_TOKEN_HISTOGRAMS[preset] if any(h in p.histograms for p in pods)),
+            None,
+        )
+        scv = None
+        if base is not None and w.span > 0:
+            summary_hist, mean = w.histogram(base, pods)
+            scv = histogram_scv(summary_hist, mean) if summary_hist is not None else None
+        out.values["prompt_tokens_scv"] = scv
+        if scv is None:
+            out.notes.append(f"{role}.prompt_tokens_scv: not measured")
 
     def _pool(self, role: str, roles: set[str], w: _Window) -> _PoolRead:
         out = _PoolRead()
@@ -289,6 +345,23 @@ class _Window:
             if value is None:
                 raise _Missing(f"garbage: {_describe(alt)} is not a fraction in [0, 1]")
         return value, None
+
+    def histogram(self, base: str, pods: list[PodSample]) -> tuple[Histogram | None, float | None]:
+        """The histogram's increase over the window summed over the pods, and its mean."""
+        totals: dict[float, float] = {}
+        total_sum = total_count = 0.0
+        for p in pods:
+            h = p.histograms.get(base)
+            if h is None:
+                continue
+            for j, bound in enumerate(h.bounds):
+                inc = self.increase(p, partial(_bucket, base=base, j=j))
+                totals[bound] = totals.get(bound, 0.0) + inc
+            total_sum += self.increase(p, lambda q: _series(q, f"{base}_sum"))
+            total_count += self.increase(p, lambda q: _series(q, f"{base}_count"))
+        if not totals:
+            return None, None
+        return histogram_from_buckets(totals.items()), safe_ratio(total_sum, total_count)
 
     def latency(self, signal: Signal, base: str, pods: list[PodSample]) -> tuple[Any, str | None]:
         if self.span <= 0:
