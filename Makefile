@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export GOTOOLCHAIN := local
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test test-unit test-integration lint bench e2e tools system-deps venv crds clean
+.PHONY: demo test test-unit test-integration lint bench e2e scale tools system-deps venv crds clean
 
 demo: $(STAMP)
 	$(VENV)/bin/goodput simulate --demo --plot out/demo.png
@@ -54,6 +54,13 @@ crds: $(STAMP)
 E2E_ARGS ?= --minutes 10
 e2e: $(STAMP) system-deps tools
 	$(PY) -m tests.harness.e2e $(E2E_ARGS) --out out
+
+# One operator process, 200 policies, each with its own emulated fleet, on its own control
+# plane (issue 14, "Scale"): tick latency, CPU, memory, API requests/s, Prometheus queries
+# per tick; prints them, writes out/scale.json (figures: docs/bench/scale.md). ~10 minutes.
+SCALE_ARGS ?= --policies 200 --interval 15 --warmup 60 --duration 300
+scale: $(STAMP) system-deps tools
+	$(PY) -m tests.harness.scale $(SCALE_ARGS) --out out
 
 bench: $(STAMP)
 	$(VENV)/bin/goodput bench --out BENCHMARKS.md --changes docs/bench/changes.md

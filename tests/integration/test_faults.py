@@ -593,11 +593,12 @@ def test_apiserver_restarted_mid_run_watches_and_writes_recover(live: Live) -> N
         live.cluster.kubectl(
             "patch", "gp", "chat", "-n", ns, "--type=merge", "-p", '{"spec":{"gpuBudget":3}}'
         )
-        wait_until(
-            lambda: sum(_replicas(live, ns)) <= 3,
-            API_RECOVERY_INTERVALS * INTERVAL_S + 10,
-            "the shrink after the restart",
-        )
+
+        def shrunk() -> bool:
+            op.assert_alive()  # an exit says so at once, with the log's tail
+            return sum(_replicas(live, ns)) <= 3
+
+        wait_until(shrunk, API_RECOVERY_INTERVALS * INTERVAL_S + 10, "the shrink after the restart")
         shrunk = (time.monotonic() - back) / INTERVAL_S
         wait_until(
             lambda: _status(live.cluster, ns).get("gpuBudget") == 3,
