@@ -176,7 +176,7 @@ def _ttft_attainment(
     coefficient of variation ``variable_scv``, and W = 0 w.p. 1-C else Exp(theta). The
     sum W + V of a request that waits is taken as a gamma with the same mean and
     variance (two-moment fit: exact in mean and spread, and no exponential tail assumed
-    for the prefill time)."""
+    for the prefill time), and capped by what either part alone allows."""
     t = threshold - fixed
     if t <= 0:
         return np.zeros_like(wait_p)
@@ -187,7 +187,11 @@ def _ttft_attainment(
     mean = v + w
     var = v * v / k + w * w
     shape = mean * mean / np.maximum(var, 1e-300)
-    both = gamma_cdf_fast(shape, shape * t / mean)
+    # W and V are non-negative, so P(W + V <= t) <= min(P(V <= t), P(W <= t)): the
+    # two-moment fit can break that far below its mean (a wide gamma puts mass near 0),
+    # and then more waiting would read as more attainment.
+    wait_ok = -np.expm1(-t / w)
+    both = np.minimum(gamma_cdf_fast(shape, shape * t / mean), np.minimum(service_ok, wait_ok))
     out = (1.0 - wait_p) * service_ok + wait_p * both
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
 
