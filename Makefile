@@ -41,7 +41,7 @@ tools:
 	./hack/build-tools.sh all
 
 test-integration: $(STAMP) system-deps tools
-	$(PY) -m pytest -q -m integration tests/integration
+	$(PY) -m pytest -q -m integration --durations=25 tests/integration
 
 # Regenerate the CRD from the models, and the chart's copy of it.
 crds: $(STAMP)
@@ -63,7 +63,8 @@ scale: $(STAMP) system-deps tools
 	$(PY) -m tests.harness.scale $(SCALE_ARGS) --out out
 
 bench: $(STAMP)
-	$(VENV)/bin/goodput bench --out BENCHMARKS.md --changes docs/bench/changes.md
+	$(VENV)/bin/goodput bench --out BENCHMARKS.md --changes docs/bench/changes.md \
+	  $(foreach f,$(wildcard docs/bench/e2e.md docs/bench/scale.md),--live $(f))
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -438,6 +438,7 @@ def render(
     total_s: float,
     changes: str = "",
     variants: list[str] | None = None,
+    live: list[str] | None = None,
 ) -> str:
     wall, span, n = speed
     lines = [
@@ -567,6 +568,10 @@ def render(
         lines += ["## Planner speed", "", render_markdown(plan_timings()), ""]
     except ImportError:
         pass
+    for text in live or []:
+        # Measured on the live control plane by its own command (make e2e, make scale),
+        # with its own date and machine inside: included as written, not re-run here.
+        lines += [text.strip(), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -580,6 +585,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--changes",
         help="Markdown file explaining, one line each, why ratios changed since the last run",
+    )
+    ap.add_argument(
+        "--live",
+        action="append",
+        default=[],
+        help="Markdown section measured on the live control plane by its own command "
+        "(make e2e, make scale), included as written; repeatable",
     )
     ap.add_argument("--quiet", action="store_true")
     # --- model variants (issue 13): goodput.sim.variant_bench (begin) ---
@@ -628,8 +640,9 @@ def main(argv: list[str] | None = None) -> int:
     speed = replay_speed(root)
     cmd = "goodput bench " + " ".join(argv if argv is not None else sys.argv[2:])
     changes = Path(args.changes).read_text() if args.changes else ""
+    live = [Path(f).read_text() for f in args.live]
     text = render(
-        selected, speed, plots, cmd.strip(), time.perf_counter() - t_all, changes, variants
+        selected, speed, plots, cmd.strip(), time.perf_counter() - t_all, changes, variants, live
     )
     Path(args.out).write_text(text)
     print(f"wrote {args.out} and {len(selected)} plots under {plots}/", file=sys.stderr)
