@@ -82,6 +82,8 @@ class Scenario:
     seed: int = 7
     start_replicas: int = 2
     tail_s: float = 30.0  # after the trace ends, so the last scale-down is seen
+    start_hour: float = 8.0  # the replayed span of the ServeGen day
+    hours: float = 24.0
 
 
 def _deployment(name: str, ns: str, replicas: int) -> dict[str, Any]:
@@ -249,7 +251,7 @@ def run(
     wait_until(pods_ready, 60, "the starting pods Ready")
     manifest = policy(ns, prometheus.url)
     spec = GoodputPolicySpec.model_validate(manifest["spec"])
-    peak = servegen_peak(sc.minutes, sc.mean_rps, sc.seed)
+    peak = servegen_peak(sc.minutes, sc.mean_rps, sc.seed, sc.start_hour, sc.hours)
     sd_file = workdir / "emulator-sd.json"
     em = Emulator(cluster.api_client(), sd_file, exit_drained_pods=True)
     key = em.add(FleetSpec(ns, POLICY, spec, peak.trace))
@@ -324,10 +326,10 @@ def _progress(em: Emulator, key: tuple[str, str], peak: PeakTrace, watch: Budget
 
 
 def _phase(peak: PeakTrace, t: float) -> str:
-    h = peak.hour_at(t)
-    if PEAK_HOURS[0] <= h < PEAK_HOURS[1]:
-        return "during"
-    return "before" if peak.start_hour <= h < PEAK_HOURS[0] else "after"
+    """Before, during or after the peak (19:00-22:00 of the replayed day)."""
+    if t < peak.t_of_hour(PEAK_HOURS[0]):
+        return "before"
+    return "during" if t < peak.t_of_hour(PEAK_HOURS[1]) else "after"
 
 
 def summarize(
@@ -392,6 +394,7 @@ def summarize(
     return {
         "scenario": {
             "minutes": sc.minutes,
+            "replayed_hours": [sc.start_hour, sc.hours],
             "mean_rps": sc.mean_rps,
             "seed": sc.seed,
             "trace": peak.trace.name,
@@ -546,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--mean-rps", type=float, default=12.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--start-hour", type=float, default=8.0)
+    ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--out", type=Path, default=Path("out"))
     ap.add_argument("--keep", action="store_true", help="keep the harness directory")
     args = ap.parse_args(argv)
@@ -563,7 +568,13 @@ def main(argv: list[str] | None = None) -> int:
                 tools().helm_bin / "helm",
                 work / "run",
                 args.out,
-                Scenario(args.minutes, args.mean_rps, args.seed),
+                Scenario(
+                    args.minutes,
+                    args.mean_rps,
+                    args.seed,
+                    start_hour=args.start_hour,
+                    hours=args.hours,
+                ),
                 progress=True,
             )
         finally:

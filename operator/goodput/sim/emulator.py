@@ -26,8 +26,8 @@ API (one process runs many fleets; the other engineers drive it):
     missing from ``pods`` is gone (in-flight requests lost). Returns the
     :class:`PodChange` list (for logs and tests);
   - ``fleet.advance(now)`` runs the twin to ``now``;
-  - ``fleet.pod_samples()`` -> ``{pod name: PodSample}`` of the pods that serve or
-    drain (a starting pod exposes nothing, as vLLM before its server is up);
+  - ``fleet.pod_samples(max_age_s=0)`` -> ``{pod name: PodSample}`` of the pods that
+    serve or drain (a starting pod exposes nothing, as vLLM before its server is up);
   - ``fleet.truth()`` -> :class:`goodput.sim.harness.Outcomes` (per-request TTFT,
     ITL, met); ``fleet.lost`` (request ids lost with a deleted pod), ``fleet.log``
     (every PodChange), ``fleet.twin`` (the engine, read-only by convention);
@@ -37,7 +37,7 @@ API (one process runs many fleets; the other engineers drive it):
   service discovery, as a PodMonitor's relabelling adds them).
 - The live edge, :class:`goodput.sim.emulator_live.Emulator` (API server watches, one
   loopback port per pod, Prometheus file-based service discovery, the wall clock):
-  ``Emulator(api_client, sd_file)``, ``.add(FleetSpec)`` -> key ``(namespace,
+  ``Emulator(api_client, sd_file, sample_max_age_s=0.0)``, ``.add(FleetSpec)`` -> key ``(namespace,
   policy)``, ``.start()``, ``.truth(key)``, ``.fleet(key)`` (use under ``.lock``),
   ``.remove(key)``, ``.stop()``. ``goodput emulate`` is its command line.
 
@@ -178,9 +178,11 @@ class Fleet:
             self._cache_t = math.nan
         return changes
 
-    def pod_samples(self) -> dict[str, PodSample]:
-        """Each serving or draining pod's sample now (cached until the twin moves)."""
-        if self._cache_t == self.twin.now:
+    def pod_samples(self, max_age_s: float = 0.0) -> dict[str, PodSample]:
+        """Each serving or draining pod's sample now, or the one computed at most
+        ``max_age_s`` of twin time ago (one computation covers every pod of the fleet;
+        many fleets in one process can trade freshness for CPU this way)."""
+        if self.twin.now - self._cache_t <= max_age_s:
             return self._cache
         by_rid = {b.replica: name for name, b in self._bound.items()}
         shown = [r for r in self.twin.replicas if r.state != STARTING]

@@ -235,12 +235,15 @@ class Emulator:
         tick_s: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
         exit_drained_pods: bool = False,
+        sample_max_age_s: float = 0.0,
     ) -> None:
         self.api_client = api_client
         self.sd_file = sd_file
         self.tick_s = tick_s
         self.clock = clock
         self.exit_drained_pods = exit_drained_pods
+        # A scrape may reuse a fleet's samples this old (0: every scrape is exact now).
+        self.sample_max_age_s = sample_max_age_s
         self._exited: set[tuple[str, str]] = set()
         self.lock = threading.RLock()
         self.mux = PortMux(addr)
@@ -252,6 +255,7 @@ class Emulator:
         self._pod_fleet: dict[tuple[str, str], FleetKey] = {}
         self._roles: dict[tuple[str, str], str] = {}
         self._dirty = threading.Event()
+        self._dirty_ns: set[str] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sd_written = ""
@@ -265,10 +269,13 @@ class Emulator:
             self.fleets[fs.key] = Fleet(fs)
             self.started_at[fs.key] = self.clock() if at is None else at
             if fs.namespace not in self._watches:
-                w = _NamespaceWatch(self.api_client, fs.namespace, self._dirty.set, self.lock)
+                w = _NamespaceWatch(
+                    self.api_client, fs.namespace, self._changed(fs.namespace), self.lock
+                )
                 self._watches[fs.namespace] = w
                 if self._threads:
                     w.start()
+            self._dirty_ns.add(fs.namespace)
         self._dirty.set()
         return fs.key
 
@@ -328,6 +335,14 @@ class Emulator:
         write_file_sd(self.sd_file, [])
 
     # -- internals ---------------------------------------------------------------------
+    def _changed(self, namespace: str) -> Callable[[], None]:
+        def changed() -> None:
+            with self.lock:
+                self._dirty_ns.add(namespace)
+            self._dirty.set()
+
+        return changed
+
     def _clock_loop(self) -> None:
         while not self._stop.wait(self.tick_s):
             try:
@@ -363,9 +378,13 @@ class Emulator:
                 self._problem(f"deleting drained pod {namespace}/{pod}: {e.status} {e.reason}")
 
     def _sync_all(self) -> None:
+        dirty, self._dirty_ns = self._dirty_ns, set()
         for key, fleet in self.fleets.items():
+            if key[0] not in dirty:
+                continue
             w = self._watches[key[0]]
             if len(w.listed) < 2:  # not yet listed: an empty cache is not "no pods"
+                self._dirty_ns.add(key[0])
                 self._dirty.set()
                 continue
             pods: list[PodView] = []
@@ -413,7 +432,7 @@ class Emulator:
                 if f is None:
                     return None
                 f.advance(self.now(key))
-                smp = f.pod_samples().get(pod)
+                smp = f.pod_samples(self.sample_max_age_s).get(pod)
             return None if smp is None else exposition(smp)
 
         return render

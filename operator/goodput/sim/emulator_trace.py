@@ -7,9 +7,10 @@ arXiv:2505.09999; shared/data/traces/servegen) from 08:00 of day 1 to 08:00 of d
 peak) and the morning rise again (555 at 07:00). The 24 hours are
 compressed into ``minutes`` of wall clock and rescaled to ``mean_rps``; each request's
 (input, output) tokens are a pair drawn from the Azure 2023 conversation trace
-(Splitwise, CC-BY-4.0). Read from the shared data (``GOODPUT_SHARED_DATA`` or
-``<repository>/../shared/data``); refused when missing, never replaced by a made-up
-curve.
+(Splitwise, CC-BY-4.0). A shorter span (``start_hour``, ``hours``) at the same
+compression replays the same rates at the same hours. Read from the shared data
+(``GOODPUT_SHARED_DATA`` or ``<repository>/../shared/data``); refused when missing,
+never replaced by a made-up curve.
 """
 
 from __future__ import annotations
@@ -42,23 +43,37 @@ class PeakTrace:
         return ((hour - self.start_hour) % 24.0) * 3600.0 / self.compress
 
 
-def servegen_peak(minutes: float, mean_rps: float, seed: int = 7) -> PeakTrace:
+def servegen_peak(
+    minutes: float,
+    mean_rps: float,
+    seed: int = 7,
+    start_hour: float = START_HOUR,
+    hours: float = 24.0,
+) -> PeakTrace:
+    """``hours`` of the day from ``start_hour`` in ``minutes`` of wall clock. Rates are
+    scaled so that the whole day (from 08:00) would average ``mean_rps``, whatever the
+    span: a shorter span at the same compression replays the same rates at the same
+    hours (the short form of the e2e test)."""
     root = require_shared_data("traces")
     starts, rates = read_rate_curve(root / "servegen" / CURVE)
     lengths = read_azure(root / LENGTHS)
-    compress = DAY_S / (minutes * 60.0)
-    lo = START_HOUR * 3600.0
+    compress = hours * 3600.0 / (minutes * 60.0)
+    day0 = START_HOUR * 3600.0
+    day = (starts >= day0) & (starts < day0 + DAY_S)
+    lo = start_hour * 3600.0 + (DAY_S if start_hour < START_HOUR else 0.0)
+    span = (starts >= lo) & (starts < lo + hours * 3600.0)
+    span_rps = mean_rps * float(np.mean(rates[span])) / float(np.mean(rates[day]))
     trace = synthesize_from_rates(
         starts,
         rates,
         lengths,
         seed=seed,
         compress=compress,
-        mean_rps=mean_rps,
-        span_s=(lo, lo + DAY_S),
-        name=f"servegen-m-small-{minutes:g}min",
+        mean_rps=span_rps,
+        span_s=(lo, lo + hours * 3600.0),
+        name=f"servegen-m-small-{start_hour:g}h+{hours:g}h-in-{minutes:g}min",
     )
-    return PeakTrace(trace, compress, START_HOUR)
+    return PeakTrace(trace, compress, start_hour)
 
 
 def rate_series(trace: Trace, bin_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
