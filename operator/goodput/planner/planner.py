@@ -6,12 +6,12 @@ the operator, the CLI and the digital twin drive the same code through
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from goodput.api.spec import GoodputPolicySpec, Pool, PoolRole, parse_duration
 from goodput.observation import LatencySummary, Observation, PoolObservation
-from goodput.plan import Allocation, Alternative, Plan, PoolDecision
+from goodput.plan import Adjustment, Allocation, Alternative, Plan, PoolDecision
 from goodput.planner import correction, explain, forecast
 from goodput.planner.correction import Factors
 from goodput.planner.model import (
@@ -24,7 +24,9 @@ from goodput.planner.model import (
     prefill_curve,
     prefill_service,
 )
+from goodput.planner.moves import MoveCheck, check_move, is_rebalance
 from goodput.planner.optimizer import (
+    EPSILON,
     Candidate,
     PoolInput,
     Problem,
@@ -562,8 +564,56 @@ def plan(
         max(prev, rate),
     )
     new_state = PlannerState(fstate, factors, last, state.patient, started, recent)
+    adjustments: list[Adjustment] = []
+    uncapped: tuple[Problem, Result] | None = None
     problem = problem_for(Demand(demand_rate, input_tokens, output_tokens), factors)
     result = optimize(problem)
+    if result is not None and floors:
+        # The "do not shrink a violating pool" floors must not trap the plan in a split
+        # the model itself rates worse than one they forbid.
+        free = _problem(ctx, tiers, hit, {}, problem.demand, factors)
+        unfloored = optimize(free)
+        if unfloored is not None and unfloored.chosen.goodput_rps > result.chosen.goodput_rps * (
+            1.0 + EPSILON
+        ):
+            k = output_tokens * quality
+            adjustments.append(
+                Adjustment(
+                    reason=Reason.FloorReleased,
+                    message=f"the floors of pools missing their SLO ({_fmt(floors)}) would"
+                    f" keep {_fmt(result.chosen.pools)} at"
+                    f" {result.chosen.goodput_rps * k:.1f} good tok/s where"
+                    f" {_fmt(unfloored.chosen.pools)} gives"
+                    f" {unfloored.chosen.goodput_rps * k:.1f}: floors released",
+                )
+            )
+            floors = {}
+            problem, result = free, unfloored
+    if (
+        result is not None
+        and not result.satisfiable
+        and demand_rate > 0
+        and explain.binding(result, problem, floors).limit == Limit.GpuBudget
+    ):
+        at = problem.demand
+        capped = _cap_to_servable(
+            lambda r: _problem(ctx, tiers, hit, floors, replace(at, rate_rps=r), factors),
+            demand_rate,
+        )
+        if capped is not None:
+            cap_problem, cap_result = capped
+            adjustments.append(
+                Adjustment(
+                    reason=Reason.DemandCapped,
+                    message=f"the forecast {demand_rate:.2f} req/s (observed {rate:.2f}) is"
+                    f" more than gpuBudget {spec.gpu_budget} GPUs can serve at the SLO"
+                    f" target; planned the split for the"
+                    f" {cap_problem.demand.rate_rps:.2f} req/s it can serve, keeping every"
+                    " GPU that adds goodput there",
+                )
+            )
+            uncapped = (problem, result)
+            problem, result = cap_problem, cap_result
     if result is None:
         return _minimums(
             ctx,
@@ -588,7 +638,41 @@ def plan(
             kept = optimize(replace(problem, pools=pools))
             if kept is not None:
                 result, held = kept, True
+    # The demand expected over the horizon now: the forecast before patience keeps a
+    # higher recent figure (and never above what is planned for).
+    expected = min(fstate.recent[-1][1] + (backlog / drain_s if backlog else 0.0), demand_rate)
+    expected = min(max(expected, rate), problem.demand.rate_rps)
+    move_problem = _problem(
+        ctx, tiers, hit, floors, replace(problem.demand, rate_rps=expected), factors
+    )
+    move = _weigh_move(ctx, spec, observation, current, move_problem, result)
+    if move is not None and not move.pays:
+        plan_out = _held_move(ctx, current, problem, result, move, rate, quality, adjustments)
+        return plan_out, new_state
     plan_out = _finish(ctx, problem, result, current, floors, rate, quality)
+    if uncapped is not None:
+        # What bound the forecast (the budget, or maxReplicas) still names the decision.
+        over = _finish(ctx, uncapped[0], uncapped[1], current, floors, rate, quality)
+        plan_out = plan_out.model_copy(
+            update={
+                "reason": over.reason,
+                "binding_constraint": over.binding_constraint,
+                "binding_pool": over.binding_pool,
+                "message": over.message,
+                "predicted_attainment": result.chosen.goodput_rps / demand_rate,
+            }
+        )
+    if result.tie_break is not None:
+        adjustments.append(Adjustment(reason=Reason.BurstHeadroom, message=result.tie_break))
+    if adjustments:
+        plan_out = plan_out.model_copy(
+            update={
+                "adjustments": tuple(adjustments),
+                "message": "; ".join([plan_out.message, *(a.message for a in adjustments)]),
+                "budget_satisfiable": plan_out.budget_satisfiable
+                and not any(a.reason == Reason.DemandCapped for a in adjustments),
+            }
+        )
     if held and result.satisfiable:
         wanted = ", ".join(f"{r} {n}" for r, n in desired.items())
         kept_roles = [r for r, n in result.chosen.pools.items() if n > desired.get(r, 0)]
@@ -603,6 +687,106 @@ def plan(
             }
         )
     return plan_out, new_state
+
+
+def _fmt(pools: Mapping[str, int]) -> str:
+    return "/".join(f"{n} {r}" for r, n in pools.items())
+
+
+# Bisection steps for the servable demand: the cap is found within 2^-8 of the forecast.
+_CAP_STEPS = 8
+
+
+def _cap_to_servable(
+    problem_at: Callable[[float], Problem], demand_rps: float
+) -> tuple[Problem, Result] | None:
+    """The highest demand up to ``demand_rps`` that the budget serves at the attainment
+    target, and the plan for it with every GPU that adds goodput there (its
+    highest-goodput plan): the split to hold when the forecast asks for more than the
+    budget can give. Planning for the unservable figure itself would re-split for a
+    load nobody can serve (on a ServeGen cycle: decode-heavy for a 38 req/s forecast
+    while the real 7-19 req/s is prefill-bound). None when not even a trickle of demand
+    meets the target (the SLO is out of reach, not the budget)."""
+    lo, hi = 0.0, demand_rps
+    found: tuple[Problem, Result] | None = None
+    for _ in range(_CAP_STEPS):
+        mid = (lo + hi) / 2
+        prob = problem_at(mid)
+        res = optimize(prob)
+        if res is not None and res.satisfiable:
+            lo, found = mid, (prob, res)
+        else:
+            hi = mid
+    if found is None:
+        return None
+    prob, res = found
+    best = res.best
+    runner = res.chosen if res.chosen is not best else res.runner_up
+    return prob, Result(best, runner, best, True)
+
+
+def _weigh_move(
+    ctx: _Context,
+    spec: GoodputPolicySpec,
+    obs: Observation,
+    current: Allocation,
+    problem: Problem,
+    result: Result,
+) -> MoveCheck | None:
+    """The move check for a plan that moves GPUs between pools (None: not a move)."""
+    cur = {p.role.value: current.pools.get(p.role.value, 0) for p in ctx.pools}
+    target = result.chosen.pools
+    startup = parse_duration(spec.behavior.startup_delay)
+    if startup <= 0 or not is_rebalance(cur, target):
+        return None
+    # Only an allocation the plan may keep can be held: within bounds and the budget.
+    tiers = {t.name: current.tiers.get(t.name, t.min_replicas) for t in spec.kv_cache.tiers}
+    if _gpus(spec, cur, tiers, ctx.gpr) > spec.gpu_budget or any(
+        not (p.min_replicas <= cur[p.role.value] <= max(p.max_replicas, p.min_replicas))
+        for p in ctx.pools
+    ):
+        return None
+    serving = {r: _replicas_now(ctx, obs, current, r) for r in cur}
+    horizon = parse_duration(spec.behavior.forecast_horizon)
+    return check_move(problem, serving, target, horizon, startup)
+
+
+def _held_move(
+    ctx: _Context,
+    current: Allocation,
+    problem: Problem,
+    result: Result,
+    move: MoveCheck,
+    observed_rate: float,
+    quality: float,
+    adjustments: list[Adjustment],
+) -> Plan:
+    """The current allocation kept, because the better split would not repay its move."""
+    pools = {p.role.value: current.pools.get(p.role.value, p.min_replicas) for p in ctx.pools}
+    tiers = {t.name: current.tiers.get(t.name, t.min_replicas) for t in ctx.spec.kv_cache.tiers}
+    k = problem.demand.output_tokens * quality
+    why = move.sentence(k) + f" (at the {move.demand_rps:.2f} req/s expected now)"
+    rate = move.demand_rps
+    message = (
+        f"holding {_fmt(pools)}: {why}; demand {problem.demand.rate_rps:.2f} req/s forecast"
+        f" (observed {observed_rate:.2f})"
+    )
+    notes = [*adjustments, Adjustment(reason=Reason.MoveWouldNotPay, message=why)]
+    return Plan(
+        pools=_decisions(ctx, pools, None),
+        tiers=tiers,
+        total_gpus=_gpus(ctx.spec, pools, tiers, ctx.gpr),
+        budget=ctx.spec.gpu_budget,
+        reason=Reason.MoveWouldNotPay,
+        message="; ".join([message, *(a.message for a in adjustments)]),
+        budget_satisfiable=result.satisfiable
+        and not any(a.reason == Reason.DemandCapped for a in adjustments),
+        predicted_goodput=move.now_rps * k,
+        predicted_attainment=move.now_rps / rate if rate > 0 else 0.0,
+        binding_constraint=Limit.StartupCost,
+        runner_up=_alternative(result.chosen, problem.demand.output_tokens, quality),
+        adjustments=tuple(notes),
+    )
 
 
 def patient_floors(
