@@ -292,6 +292,7 @@ def _status(
         last_decision=decision,
         last_scale_time=last if (last.up or last.down) else None,
         recommendations=recs,
+        planner_state=f.planner_state if f.planner_state is not None else prev.planner_state,
     )
     if spec is None:
         return status

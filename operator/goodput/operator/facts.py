@@ -92,6 +92,9 @@ class Facts:
     blocker: Blocker | None = None
     variant_plan: VariantPlan | None = None  # policies with spec.variants only
     route: RouteView | None = None  # spec.trafficSplit.httpRouteRef, when set
+    # The planner's memory after this tick's plan (status.plannerState); None when no
+    # plan was made (the previous status's is carried).
+    planner_state: dict[str, Any] | None = None
 
     @property
     def gpus_held(self) -> int:

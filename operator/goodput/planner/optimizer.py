@@ -265,11 +265,8 @@ def _pick(
     if cheaper:
         runner = max(cheaper, key=lambda c: (c.goodput_rps, -c.gpus))
     else:
-        runner = (
-            ranked[1]
-            if len(ranked) > 1
-            else (max(rest, key=lambda c: c.goodput_rps) if rest else None)
-        )
+        others = [c for c in ranked if c is not chosen]
+        runner = others[0] if others else (max(rest, key=lambda c: c.goodput_rps) if rest else None)
     return chosen, runner, note
 
 
