@@ -380,8 +380,11 @@ def _scan_disaggregated(
     return out, best
 
 
-def optimize(problem: Problem) -> Result | None:
-    """None when even every pool at its minimum exceeds the budget."""
+def optimize(problem: Problem, explain: bool = True) -> Result | None:
+    """None when even every pool at its minimum exceeds the budget. ``explain=False``
+    skips the headroom a missed SLO is explained with (and so keeps the fewest-GPU
+    plan within ``EPSILON`` even when the budget binds): for callers that only ask
+    whether a demand is servable."""
     cands: list[Candidate] = []
     options = tier_options(problem)
     for sizes, eff, tier_gpus in options:
@@ -411,7 +414,7 @@ def optimize(problem: Problem) -> Result | None:
     best = max(cands, key=lambda c: (c.goodput_rps, -c.gpus))
     thr, meets = _threshold(best.goodput_rps, problem)
     room = None
-    if not meets:
+    if not meets and explain:
         room = headroom(problem, options)
         if room.budget_binds_goodput(best.goodput_rps):
             thr = best.goodput_rps * (1.0 - 1e-12)  # keep every GPU that adds goodput

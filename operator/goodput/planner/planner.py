@@ -599,17 +599,23 @@ def plan(
         capped = _cap_to_servable(
             lambda r: _problem(ctx, tiers, hit, floors, replace(at, rate_rps=r), factors),
             demand_rate,
+            rate + (backlog / drain_s if backlog else 0.0),
         )
         if capped is not None:
             cap_problem, cap_result = capped
+            planned = cap_problem.demand.rate_rps
             adjustments.append(
                 Adjustment(
                     reason=Reason.DemandCapped,
                     message=f"the forecast {demand_rate:.2f} req/s (observed {rate:.2f}) is"
                     f" more than gpuBudget {spec.gpu_budget} GPUs can serve at the SLO"
-                    f" target; planned the split for the"
-                    f" {cap_problem.demand.rate_rps:.2f} req/s it can serve, keeping every"
-                    " GPU that adds goodput there",
+                    + (
+                        f" target; planned the split for the {planned:.2f} req/s it can"
+                        " serve, keeping every GPU that adds goodput there"
+                        if cap_result.satisfiable
+                        else "; not even the observed rate is servable: planned the split"
+                        f" for the {planned:.2f} req/s observed (with its queue)"
+                    ),
                 )
             )
             uncapped = (problem, result)
@@ -642,10 +648,17 @@ def plan(
     # higher recent figure (and never above what is planned for).
     expected = min(fstate.recent[-1][1] + (backlog / drain_s if backlog else 0.0), demand_rate)
     expected = min(max(expected, rate), problem.demand.rate_rps)
-    move_problem = _problem(
-        ctx, tiers, hit, floors, replace(problem.demand, rate_rps=expected), factors
-    )
-    move = _weigh_move(ctx, spec, observation, current, move_problem, result)
+    # Robust over the plausible range: the move must pay at the expected demand and at
+    # the rate observed now (the first one that it does not pay at is the one shown).
+    move = None
+    levels = sorted({expected, min(rate + (backlog / drain_s if backlog else 0.0), expected)})
+    for level in reversed(levels):
+        at_level = _problem(
+            ctx, tiers, hit, floors, replace(problem.demand, rate_rps=max(level, 1e-9)), factors
+        )
+        move = _weigh_move(ctx, spec, observation, current, at_level, result)
+        if move is None or not move.pays:
+            break
     if move is not None and not move.pays:
         plan_out = _held_move(ctx, current, problem, result, move, rate, quality, adjustments)
         return plan_out, new_state
@@ -693,35 +706,57 @@ def _fmt(pools: Mapping[str, int]) -> str:
     return "/".join(f"{n} {r}" for r, n in pools.items())
 
 
-# Bisection steps for the servable demand: the cap is found within 2^-8 of the forecast.
-_CAP_STEPS = 8
+# The servable demand is searched on a fixed geometric grid of rates (2 % apart), so the
+# cap (and the split planned for it) is the same however far the forecast lies beyond it.
+_CAP_STEP = math.log(1.02)
 
 
 def _cap_to_servable(
-    problem_at: Callable[[float], Problem], demand_rps: float
+    problem_at: Callable[[float], Problem], demand_rps: float, observed_rps: float
 ) -> tuple[Problem, Result] | None:
-    """The highest demand up to ``demand_rps`` that the budget serves at the attainment
-    target, and the plan for it with every GPU that adds goodput there (its
-    highest-goodput plan): the split to hold when the forecast asks for more than the
-    budget can give. Planning for the unservable figure itself would re-split for a
-    load nobody can serve (on a ServeGen cycle: decode-heavy for a 38 req/s forecast
-    while the real 7-19 req/s is prefill-bound). None when not even a trickle of demand
-    meets the target (the SLO is out of reach, not the budget)."""
-    lo, hi = 0.0, demand_rps
-    found: tuple[Problem, Result] | None = None
-    for _ in range(_CAP_STEPS):
-        mid = (lo + hi) / 2
-        prob = problem_at(mid)
+    """The demand to plan for when the forecast ``demand_rps`` is more than the budget
+    can serve, and the plan for it; None to plan for the forecast after all.
+
+    Planning for the unservable figure itself would re-split for a load nobody can serve
+    (on a ServeGen cycle: decode-heavy for a 38 req/s forecast while the real 7-19 req/s
+    is prefill-bound). So when the observed rate is servable, the plan is for the
+    highest servable demand between it and the forecast, with every GPU that adds
+    goodput there (that demand's highest-goodput plan). When not even the observed rate
+    is servable (overload now), the plan is for the observed rate: the split that
+    serves the load that is here best, the optimizer keeping every GPU that adds
+    goodput; a cap below it would plan for a trickle while the load queues. With no
+    forecast above the observed rate there is nothing to cap (None). Bisection over the
+    grid between the two: about log2(log(forecast / observed) / log 1.02) + 2 optimizer
+    runs (6 for a forecast 2x the observed rate)."""
+    if not 0.0 < observed_rps < demand_rps:
+        return None
+    memo: dict[int, tuple[Problem, Result | None]] = {}
+
+    def servable(k: int) -> bool:
+        if k not in memo:
+            prob = problem_at(math.exp(k * _CAP_STEP))
+            memo[k] = (prob, optimize(prob, explain=False))
+        res = memo[k][1]
+        return res is not None and res.satisfiable
+
+    lo = math.floor(math.log(observed_rps) / _CAP_STEP)
+    hi = math.floor(math.log(demand_rps) / _CAP_STEP)
+    if not servable(lo):
+        prob = problem_at(observed_rps)
         res = optimize(prob)
-        if res is not None and res.satisfiable:
-            lo, found = mid, (prob, res)
+        return None if res is None else (prob, res)
+    if servable(hi):
+        lo = hi
+    while hi - lo > 1:  # servable(lo), not servable(hi)
+        mid = (lo + hi) // 2
+        if servable(mid):
+            lo = mid
         else:
             hi = mid
-    if found is None:
-        return None
-    prob, res = found
-    best = res.best
-    runner = res.chosen if res.chosen is not best else res.runner_up
+    prob, found = memo[lo]
+    assert found is not None
+    best = found.best
+    runner = found.chosen if found.chosen is not best else found.runner_up
     return prob, Result(best, runner, best, True)
 
 
@@ -748,7 +783,8 @@ def _weigh_move(
         return None
     serving = {r: _replicas_now(ctx, obs, current, r) for r in cur}
     horizon = parse_duration(spec.behavior.forecast_horizon)
-    return check_move(problem, serving, target, horizon, startup)
+    interval = parse_duration(spec.behavior.interval)
+    return check_move(problem, serving, target, horizon, startup, interval, cur)
 
 
 def _held_move(
