@@ -263,6 +263,9 @@ def test_equal_gpus_and_near_equal_goodput_pick_the_most_burst_headroom() -> Non
     chosen, runner, note = _pick([a, b], 9.0, problem)
     assert chosen is b and runner is a
     assert note is not None and f"{BURST:g}x demand" in note
+    # A near-equal plan below the goodput that meets the attainment target is no tie.
+    chosen, _, note = _pick([a, b], 9.0, problem, floor=9.99)
+    assert chosen is a and note is None
     # Beyond EPSILON the goodput decides, not the headroom.
     c = replace(b, goodput_rps=10.0 * (1 - 2 * EPSILON))
     chosen, _, note = _pick([a, c], 9.0, problem)

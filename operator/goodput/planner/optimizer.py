@@ -228,22 +228,27 @@ BURST = 1.5
 
 
 def _pick(
-    cands: list[Candidate], thr: float, problem: Problem
+    cands: list[Candidate], thr: float, problem: Problem, floor: float = 0.0
 ) -> tuple[Candidate, Candidate | None, str | None]:
     """The fewest GPUs reaching ``thr``; among plans with those GPUs whose goodput is
-    within ``EPSILON`` of the first, the one that serves a burst (``BURST`` x demand)
-    best: the model's goodput differences that small are noise, a burst's are not."""
+    within ``EPSILON`` of the first (and at least ``floor``: the goodput that meets the
+    attainment target, when the best plan meets it), the one that serves a burst
+    (``BURST`` x demand) best: the model's goodput differences that small are noise, a
+    burst's are not."""
     ok = [c for c in cands if c.goodput_rps >= thr]
     ranked = sorted(ok, key=lambda c: (c.gpus, -c.goodput_rps, sorted(c.pools.items())))
     chosen = ranked[0]
     note = None
-    ties = [
-        c
-        for c in ranked
-        if c.gpus == chosen.gpus
-        and c.goodput_rps >= chosen.goodput_rps * (1.0 - EPSILON)
-        and (c.pools, c.tiers) != (chosen.pools, chosen.tiers)
-    ]
+    ties = sorted(
+        (
+            c
+            for c in cands
+            if c.gpus == chosen.gpus
+            and c.goodput_rps >= max(chosen.goodput_rps * (1.0 - EPSILON), floor)
+            and (c.pools, c.tiers) != (chosen.pools, chosen.tiers)
+        ),
+        key=lambda c: (-c.goodput_rps, sorted(c.pools.items()), sorted(c.tiers.items())),
+    )
     if ties and problem.demand.rate_rps > 0:
         burst = {id(c): _burst_goodput(problem, c) for c in (chosen, *ties)}
         top = max(ties, key=lambda c: (burst[id(c)], c.goodput_rps))
@@ -380,11 +385,13 @@ def _scan_disaggregated(
     return out, best
 
 
-def optimize(problem: Problem, explain: bool = True) -> Result | None:
+def optimize(problem: Problem, explain: bool = True, keep_gpus: bool = False) -> Result | None:
     """None when even every pool at its minimum exceeds the budget. ``explain=False``
     skips the headroom a missed SLO is explained with (and so keeps the fewest-GPU
     plan within ``EPSILON`` even when the budget binds): for callers that only ask
-    whether a demand is servable."""
+    whether a demand is servable. ``keep_gpus``: choose among the highest-goodput plans
+    (every GPU that adds goodput kept) even when the target is met, for a demand known
+    to be a floor of what is coming (the planner's cap on an unservable forecast)."""
     cands: list[Candidate] = []
     options = tier_options(problem)
     for sizes, eff, tier_gpus in options:
@@ -418,7 +425,10 @@ def optimize(problem: Problem, explain: bool = True) -> Result | None:
         room = headroom(problem, options)
         if room.budget_binds_goodput(best.goodput_rps):
             thr = best.goodput_rps * (1.0 - 1e-12)  # keep every GPU that adds goodput
-    chosen, runner, note = _pick(cands, thr, problem)
+    if keep_gpus:
+        thr = best.goodput_rps * (1.0 - 1e-12)
+    floor = problem.demand.rate_rps * problem.attainment_target - 1e-12 if meets else 0.0
+    chosen, runner, note = _pick(cands, thr, problem, floor)
     return Result(chosen, runner, best, meets, room, note)
 
 

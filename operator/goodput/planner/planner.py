@@ -721,13 +721,14 @@ def _cap_to_servable(
     (on a ServeGen cycle: decode-heavy for a 38 req/s forecast while the real 7-19 req/s
     is prefill-bound). So when the observed rate is servable, the plan is for the
     highest servable demand between it and the forecast, with every GPU that adds
-    goodput there (that demand's highest-goodput plan). When not even the observed rate
+    goodput there (among that demand's highest-goodput plans, the one with the most
+    burst headroom). When not even the observed rate
     is servable (overload now), the plan is for the observed rate: the split that
     serves the load that is here best, the optimizer keeping every GPU that adds
     goodput; a cap below it would plan for a trickle while the load queues. With no
     forecast above the observed rate there is nothing to cap (None). Bisection over the
-    grid between the two: about log2(log(forecast / observed) / log 1.02) + 2 optimizer
-    runs (6 for a forecast 2x the observed rate)."""
+    grid between the two: about log2(log(forecast / observed) / log 1.02) + 3 optimizer
+    runs (7 for a forecast 2x the observed rate)."""
     if not 0.0 < observed_rps < demand_rps:
         return None
     memo: dict[int, tuple[Problem, Result | None]] = {}
@@ -753,11 +754,9 @@ def _cap_to_servable(
             lo = mid
         else:
             hi = mid
-    prob, found = memo[lo]
-    assert found is not None
-    best = found.best
-    runner = found.chosen if found.chosen is not best else found.runner_up
-    return prob, Result(best, runner, best, True)
+    prob = memo[lo][0]
+    kept = optimize(prob, explain=False, keep_gpus=True)
+    return None if kept is None else (prob, kept)
 
 
 def _weigh_move(
