@@ -190,3 +190,25 @@ def test_without_the_memory_in_status_a_restart_decides_differently() -> None:
     spec = _spec()
     straight = _run(OperatorLoop(spec))
     assert _run(_Restarting(spec, {3, 9, 16, 22}, forget=True)) != straight
+
+
+def test_a_new_planner_takes_the_memory_from_status_and_refuses_a_broken_one() -> None:
+    from goodput.operator.reconcile import _restore
+    from goodput.planner import GoodputPlanner
+    from goodput.planner.variants import VariantPlanner
+    from tests.unit.test_variant_planner import _spec as variant_spec
+
+    single = GoodputPlanner(_spec())
+    note = _restore(single, memory.dump(_state()))
+    assert single.state == _state()
+    assert note is not None and "highest 5.50" in note
+    fresh = GoodputPlanner(_spec())
+    assert _restore(fresh, {**memory.dump(_state()), "version": 99}) is None
+    assert fresh.state == PlannerState(patient=True)  # starts fresh, as it would have
+    assert _restore(fresh, None) is None
+    v = VariantPlanner(variant_spec())
+    remembered = VariantPlannerState(demand=_state().forecast, rates={"a": 2.0})
+    assert _restore(v, memory.dump_variants(remembered)) is not None
+    assert v.state == remembered
+    # A single-model memory is not a variant planner's.
+    assert _restore(VariantPlanner(variant_spec()), memory.dump(_state())) is None
