@@ -42,6 +42,13 @@ def _state() -> PlannerState:
 def test_memory_round_trips_exactly() -> None:
     state = _state()
     assert memory.load(memory.dump(state)) == state
+    # Nothing yet (no forecast, not started): absent keys, not nulls, and back again.
+    empty = PlannerState(patient=True)
+    assert None not in memory.dump(empty).values()
+    assert memory.load(memory.dump(empty)) == empty
+    assert memory.load_variants(memory.dump_variants(VariantPlannerState())) == (
+        VariantPlannerState()
+    )
     v = VariantPlannerState(
         demand=state.forecast,
         last_traffic=state.last_traffic,

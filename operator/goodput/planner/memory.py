@@ -75,20 +75,28 @@ def _traffic_from(raw: Any) -> tuple[float, float, float, float] | None:
     return (a, b, c, d)
 
 
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    """Absent, not null: how the API server keeps a null inside a preserved object is
+    not this module's to guess."""
+    return {k: v for k, v in d.items() if v is not None}
+
+
 def dump(state: PlannerState) -> dict[str, Any]:
     """The single-model planner's memory as a JSON object."""
-    return {
-        "kind": KIND_SINGLE,
-        "version": VERSION,
-        "forecast": _forecast(state.forecast),
-        "factors": {r: _factors(f) for r, f in sorted(state.factors.items())},
-        "lastTraffic": _traffic(state.last_traffic),
-        "patient": state.patient,
-        "started": state.started,
-        "recentDesired": [
-            {"time": t, "replicas": {r: n for r, n in d}} for t, d in state.recent_desired
-        ],
-    }
+    return _drop_none(
+        {
+            "kind": KIND_SINGLE,
+            "version": VERSION,
+            "forecast": _forecast(state.forecast),
+            "factors": {r: _factors(f) for r, f in sorted(state.factors.items())},
+            "lastTraffic": _traffic(state.last_traffic),
+            "patient": state.patient,
+            "started": state.started,
+            "recentDesired": [
+                {"time": t, "replicas": {r: n for r, n in d}} for t, d in state.recent_desired
+            ],
+        }
+    )
 
 
 def load(raw: Mapping[str, Any]) -> PlannerState:
@@ -117,18 +125,20 @@ def load(raw: Mapping[str, Any]) -> PlannerState:
 
 def dump_variants(state: VariantPlannerState) -> dict[str, Any]:
     """The variant planner's memory as a JSON object."""
-    return {
-        "kind": KIND_VARIANTS,
-        "version": VERSION,
-        "demand": _forecast(state.demand),
-        "lastTraffic": _traffic(state.last_traffic),
-        "factors": {
-            v: {r: _factors(f) for r, f in sorted(fs.items())}
-            for v, fs in sorted(state.factors.items())
-        },
-        "rates": {v: float(r) for v, r in sorted(state.rates.items())},
-        "shares": {v: int(s) for v, s in state.shares.items()},
-    }
+    return _drop_none(
+        {
+            "kind": KIND_VARIANTS,
+            "version": VERSION,
+            "demand": _forecast(state.demand),
+            "lastTraffic": _traffic(state.last_traffic),
+            "factors": {
+                v: {r: _factors(f) for r, f in sorted(fs.items())}
+                for v, fs in sorted(state.factors.items())
+            },
+            "rates": {v: float(r) for v, r in sorted(state.rates.items())},
+            "shares": {v: int(s) for v, s in state.shares.items()},
+        }
+    )
 
 
 def load_variants(raw: Mapping[str, Any]) -> VariantPlannerState:
