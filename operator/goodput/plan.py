@@ -37,6 +37,14 @@ class Alternative(_Frozen):
     predicted_attainment: float
 
 
+class Adjustment(_Frozen):
+    """A mechanism that shaped a decision beyond the optimizer's pick (a capped demand,
+    a released floor, a tie-break, a held move ...): its reason code and the numbers."""
+
+    reason: Reason
+    message: str
+
+
 class Plan(_Frozen):
     pools: dict[str, PoolDecision]
     tiers: dict[str, int] = Field(default_factory=dict)
@@ -54,6 +62,7 @@ class Plan(_Frozen):
     binding_constraint: Limit = Limit.None_
     binding_pool: str | None = None
     runner_up: Alternative | None = None
+    adjustments: tuple[Adjustment, ...] = ()
 
     def allocation(self) -> Allocation:
         return Allocation(

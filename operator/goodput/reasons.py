@@ -20,6 +20,13 @@ class Reason(StrEnum):
     ZeroDemand = "ZeroDemand"  # no traffic: every pool at its minimum
     BudgetExhausted = "BudgetExhausted"  # SLO not reachable inside gpuBudget; best plan returned
     SloUnreachable = "SloUnreachable"  # SLO not reachable by any allocation (not the budget)
+    MoveWouldNotPay = "MoveWouldNotPay"  # a better split would not repay its start-up: held
+    # Adjustments (lastDecision.adjustments): a mechanism that shaped the decision
+    DemandCapped = "DemandCapped"  # forecast beyond what gpuBudget serves: planned at the cap
+    FloorReleased = "FloorReleased"  # a violating pool's floor would trap a worse split
+    BurstHeadroom = "BurstHeadroom"  # equal-GPU, near-equal splits: the most burst headroom
+    RebalanceShrink = "RebalanceShrink"  # a rebalance's shrink past its step limit
+    StateRestored = "StateRestored"  # planner memory (forecast, patience) read from status
     # Holds (nothing changes, and we say why)
     MetricsMissing = "MetricsMissing"  # a required signal is absent or failed
     MetricsStale = "MetricsStale"  # newest sample older than allowed
@@ -66,4 +73,4 @@ class Limit(StrEnum):
     WaitingForScaleDown = "WaitingForScaleDown"  # a grow waits for released GPUs
     ShareBound = "ShareBound"  # a variant's minShare/maxShare capped its traffic share
     QualityFloor = "QualityFloor"  # a variant below the quality floor gets no traffic
-    StartupCost = "StartupCost"  # moving GPUs to a better variant would not pay its start-up
+    StartupCost = "StartupCost"  # moving GPUs (between pools or variants) would not pay

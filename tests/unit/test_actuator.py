@@ -135,6 +135,78 @@ def test_a_shrink_that_funds_another_pools_growth_is_not_held_by_the_window() ->
     assert moved.stabilized == []
 
 
+def test_a_rebalances_shrink_goes_past_its_step_limit_as_far_as_the_grow_needs() -> None:
+    """Scale-down steps of 1 replica per 60 s would make prefill wait four periods for
+    the GPUs decode gives up in the same plan; the shrink half goes as fast as the grow
+    half needs, and no faster."""
+    down = _rules(0, ("Replicas", 1, 60))
+    gpr = {"decode": 1, "prefill": 1}
+    out = apply_behavior(
+        {"decode": 2, "prefill": 6},
+        {"decode": 6, "prefill": 2},
+        [],
+        UNLIMITED,
+        down,
+        now=400.0,
+        gpus_per_replica=gpr,
+        budget=8,
+    )
+    assert out.replicas == {"decode": 2, "prefill": 6}
+    assert out.rebalance_shrunk == ["decode"] and out.rate_limited == []
+    # The grow is itself capped at +2: decode frees 2 GPUs (one past its step), not 4.
+    up = _rules(0, ("Replicas", 2, 15))
+    out = apply_behavior(
+        {"decode": 2, "prefill": 6},
+        {"decode": 6, "prefill": 2},
+        [],
+        up,
+        down,
+        now=400.0,
+        gpus_per_replica=gpr,
+        budget=8,
+    )
+    assert out.replicas == {"decode": 4, "prefill": 4}
+    assert out.rebalance_shrunk == ["decode"]
+    # Free GPUs pay for the grow: the shrink keeps its step limit.
+    out = apply_behavior(
+        {"decode": 2, "prefill": 6},
+        {"decode": 6, "prefill": 2},
+        [],
+        up,
+        down,
+        now=400.0,
+        gpus_per_replica=gpr,
+        budget=10,
+    )
+    assert out.replicas == {"decode": 5, "prefill": 4}
+    assert out.rebalance_shrunk == [] and out.rate_limited == ["decode", "prefill"]
+    # A net scale-down (nothing grows) keeps its step limit.
+    out = apply_behavior(
+        {"decode": 2, "prefill": 2},
+        {"decode": 6, "prefill": 2},
+        [],
+        UNLIMITED,
+        down,
+        now=400.0,
+        gpus_per_replica=gpr,
+        budget=8,
+    )
+    assert out.replicas == {"decode": 5, "prefill": 2} and out.rebalance_shrunk == []
+    # A disabled scale-down stays disabled.
+    disabled = ScalingRules(select_policy="Disabled")
+    out = apply_behavior(
+        {"decode": 2, "prefill": 6},
+        {"decode": 6, "prefill": 2},
+        [],
+        UNLIMITED,
+        disabled,
+        now=400.0,
+        gpus_per_replica=gpr,
+        budget=8,
+    )
+    assert out.replicas["decode"] == 6 and out.rebalance_shrunk == []
+
+
 def test_a_grow_beside_terminating_pods_counts_them() -> None:
     """decode asks for 1 while 2 more pods still terminate (3 x 2 GPUs held). Asking for
     2 makes a new pod beside the terminating ones (a ReplicaSet does not count them):

@@ -24,7 +24,7 @@ from goodput.observation import Observation
 from goodput.operator.conclude import conclude
 from goodput.operator.decide import decide
 from goodput.operator.facts import Blocker, Facts, Target, Write, WriteResult
-from goodput.plan import Plan, PoolDecision
+from goodput.plan import Adjustment, Plan, PoolDecision
 from goodput.reasons import Limit, Reason
 from tests.unit.planner_fixtures import disagg_spec, observation
 
@@ -345,3 +345,25 @@ def test_status_keeps_the_observation_the_decision_was_made_from() -> None:
     assert Observation.model_validate(st.last_observation) == f.observation
     blind = facts(blocker=missing_metrics(), plan=None, observation=None)
     assert conclude(blind, decide(blind), []).status.last_observation is None
+
+
+def test_a_rebalances_shrink_past_its_step_limit_is_named_in_status() -> None:
+    """Decode gives 2 replicas (4 GPUs) to prefill under a 1-replica scale-down step:
+    decode shrinks by 2 at once (prefill grows when the released GPUs are gone), and
+    lastDecision.adjustments says why (RebalanceShrink).
+    The plan's own adjustments come first."""
+    step = {"type": "Replicas", "value": 1, "periodSeconds": 60}
+    slow_down = {"scaleDown": {"stabilizationWindowSeconds": 0, "policies": [step]}}
+    s = spec()
+    s = s.model_copy(update={"behavior": s.behavior.model_validate(slow_down)})
+    note = Adjustment(reason=Reason.DemandCapped, message="capped")
+    f = facts(spec=s, targets=targets(2, 3), plan=plan(6, 1, adjustments=(note,)))
+    intent = decide(f)
+    assert {w.key: w.to_replicas for w in intent.writes} == {"decode": 1}
+    assert intent.deferred == {"prefill": 6}
+    assert [a.reason for a in intent.adjustments] == [Reason.DemandCapped, Reason.RebalanceShrink]
+    status = conclude(f, intent, [WriteResult(w) for w in intent.writes]).status
+    assert status.last_decision is not None
+    got = [a.reason for a in status.last_decision.adjustments]
+    assert got == [Reason.DemandCapped, Reason.RebalanceShrink]
+    assert "decode 3 -> 1" in status.last_decision.adjustments[1].message

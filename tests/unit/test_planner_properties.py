@@ -214,8 +214,26 @@ def test_pool_missing_its_slo_never_shrinks(
     bad = LatencySummary(attainment=spec.slo.attainment / 2)
     kw = {"ttft": bad} if victim in ("prefill", "aggregated") else {"itl": bad}
     result, _ = plan(spec, obs_for(spec, rate, inp, out, hit, **kw), current, None, 0.0)
-    assert result.pools[victim].replicas >= current.pools[victim]
     assert result.total_gpus <= spec.gpu_budget
+    if result.pools[victim].replicas >= current.pools[victim]:
+        return
+    # It shrank: only because the floor would trap the plan in a split the model rates
+    # worse, and said so.
+    assert Reason.FloorReleased in {a.reason for a in result.adjustments}
+    pools = [
+        q.model_copy(update={"min_replicas": current.pools[victim]})
+        if q.role.value == victim
+        else q
+        for q in spec.pools
+    ]
+    floored, _ = plan(
+        spec.model_copy(update={"pools": pools}),
+        obs_for(spec, rate, inp, out, hit, **kw),
+        current,
+        None,
+        0.0,
+    )
+    assert floored.predicted_goodput < result.predicted_goodput
 
 
 @SETTINGS

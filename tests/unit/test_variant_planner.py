@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from goodput.api.spec import GoodputPolicySpec
-from goodput.observation import Observation
+from goodput.observation import LatencySummary, Observation
 from goodput.plan import Allocation
 from goodput.planner.model import Demand
 from goodput.planner.optimizer import best_by_gpus, goodput_at, optimize
@@ -476,3 +476,19 @@ def test_a_lower_score_for_long_inputs_can_flip_the_choice() -> None:
     q = plan.variants[B].quality
     assert q is not None and q == pytest.approx(P405_INT4 * (1 - 0.3679) + 0.5 * 0.3679, abs=1e-3)
     assert q < P70 and plan.shares[A] == 100
+
+
+def test_a_variant_without_traffic_keeps_no_floor_from_its_missed_slo() -> None:
+    """A 0 %-share variant whose observed latencies miss the SLO is not held at its
+    replicas by the "do not shrink a violating pool" floor: it serves nobody, so the
+    floor would only trap its GPUs (FloorReleased says so)."""
+    spec = _spec(0.0, "500ms", "40ms", floor=0.7)  # the 70B is below the quality floor
+    bad = LatencySummary(attainment=0.3, mean_s=2.0)
+    obs = {A: _obs(4.0, ttft=bad, itl=bad), B: _obs(20.0)}
+    current = _current(12, 6)
+    plan, _ = plan_variants(spec, obs, current, None, 0.0, None, {A: 20, B: 80})
+    assert plan.shares == {A: 0, B: 100}
+    a = plan.variants[A].plan
+    assert a.pools["aggregated"].replicas == spec.variants[0].pools[0].min_replicas
+    assert Reason.FloorReleased in {x.reason for x in a.adjustments}
+    _check_invariants(spec, plan)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from goodput.api.spec import ScalingPolicyType, ScalingRules, SelectPolicy
 
@@ -36,6 +36,9 @@ class Limited:
     replicas: dict[str, int]
     stabilized: list[str]  # keys held by a stabilization window
     rate_limited: list[str]  # keys capped by a step limit or a Disabled direction
+    # Shrinks of a rebalance taken past their step limit (or their period) because the
+    # grow half of the same plan needs the GPUs they free (``RebalanceShrink``).
+    rebalance_shrunk: list[str] = field(default_factory=list)
 
 
 def _allowed_change(rules: ScalingRules, current: int, up: bool) -> int | None:
@@ -70,6 +73,8 @@ def apply_behavior(
     now: float,
     last_scale_up: float | None = None,
     last_scale_down: float | None = None,
+    gpus_per_replica: Mapping[str, int] | None = None,
+    budget: int | None = None,
 ) -> Limited:
     """Desired replicas after stabilization and step limits.
 
@@ -80,7 +85,13 @@ def apply_behavior(
     Unlike an HPA, which scales one target, a plan moves GPUs between pools under a
     fixed budget: a shrink that funds another pool's growth in the same plan is a
     *rebalance*, not a dip in demand, so the scale-down window does not hold it (the
-    planner already applies its own patience per pool). Step limits still apply.
+    planner already applies its own patience per pool). Nor do the scale-down step
+    limits: they pace a dip in demand, and a rebalance whose shrink obeyed them would
+    keep the growing pool waiting for GPUs a step at a time (a loss even a clairvoyant
+    controller would pay). With ``gpus_per_replica`` and ``budget`` the shrinks go only
+    as far past their step limit as the grow half (itself step-limited) needs GPUs
+    beyond the free ones, largest shrink first; without them, to their target at once.
+    Such keys are listed in ``rebalance_shrunk``.
     """
     rebalancing = any(want > current.get(key, want) for key, want in desired.items())
     out: dict[str, int] = {}
@@ -122,4 +133,45 @@ def apply_behavior(
                 target = cur - step
                 limited.append(key)
         out[key] = target
-    return Limited(out, stabilized, limited)
+    shrunk = (
+        _rebalance_shrinks(desired, current, out, limited, gpus_per_replica, budget)
+        if scale_down.select_policy != SelectPolicy.Disabled
+        else {}
+    )
+    for key, n in shrunk.items():
+        out[key] = n
+        limited.remove(key)
+    return Limited(out, stabilized, limited, sorted(shrunk))
+
+
+def _rebalance_shrinks(
+    desired: Mapping[str, int],
+    current: Mapping[str, int],
+    limited_out: Mapping[str, int],
+    rate_limited: list[str],
+    gpus_per_replica: Mapping[str, int] | None,
+    budget: int | None,
+) -> dict[str, int]:
+    """New targets for the step-limited shrinks of a rebalance: as far toward ``desired``
+    as the grows in ``limited_out`` need GPUs beyond the budget's free ones."""
+    grows = {k: n for k, n in limited_out.items() if n > current.get(k, n)}
+    held = [k for k in rate_limited if desired[k] < current.get(k, desired[k]) and k in limited_out]
+    if not grows or not held:
+        return {}
+    if gpus_per_replica is None or budget is None:
+        return {k: desired[k] for k in held}
+    gpr = gpus_per_replica
+    in_use = sum(limited_out[k] * gpr.get(k, 0) for k in limited_out)
+    need = in_use - budget  # GPUs the grows ask for beyond what the shrinks free
+    out: dict[str, int] = {}
+    for key in sorted(held, key=lambda k: (limited_out[k] - desired[k], k), reverse=True):
+        if need <= 0:
+            break
+        per = gpr.get(key, 0)
+        if per <= 0:
+            continue
+        extra = min(limited_out[key] - desired[key], math.ceil(need / per))
+        if extra > 0:
+            out[key] = limited_out[key] - extra
+            need -= extra * per
+    return out

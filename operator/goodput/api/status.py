@@ -45,7 +45,8 @@ LIMIT_DOCS = (
     "ScaleDownPatience: recent plans wanted more replicas, the shrink waits; "
     "StabilizationWindow: a behavior stabilization window held a change; "
     "StepLimit: behavior step policies capped a change; "
-    "WaitingForScaleDown: a grow waits until released GPUs are gone."
+    "WaitingForScaleDown: a grow waits until released GPUs are gone; "
+    "StartupCost: moving GPUs would not repay its start-up delay (MoveWouldNotPay)."
 )
 
 # A free-form object kept whole by the API server (the Observation's own model checks it).
@@ -234,6 +235,18 @@ class Flip(ApiModel):
     message: str = Field("", max_length=32768, description="What would flip it, in words.")
 
 
+class DecisionAdjustment(ApiModel):
+    """A mechanism that shaped the decision beyond the optimizer's pick."""
+
+    reason: ReasonCode = Field(
+        description=(
+            "DemandCapped, FloorReleased, BurstHeadroom, RebalanceShrink, StateRestored or"
+            " MoveWouldNotPay."
+        )
+    )
+    message: str = Field("", max_length=4096, description="What it did, with the numbers.")
+
+
 class Decision(ApiModel):
     """The last plan, with the reason code shared by conditions, events and metrics."""
 
@@ -258,6 +271,10 @@ class Decision(ApiModel):
         description="The /scale writes of this decision, in the order they were issued.",
     )
     runner_up: Alternative | None = Field(None, description="The best plan not chosen.")
+    adjustments: list[DecisionAdjustment] = Field(
+        default_factory=list,
+        description="Mechanisms that shaped the decision beyond the optimizer's pick.",
+    )
     variants: list[VariantDecision] = Field(
         default_factory=list,
         json_schema_extra={
@@ -351,6 +368,14 @@ class GoodputPolicyStatus(ApiModel):
         max_length=MAX_RECOMMENDATIONS,
         description="Recent plans inside the stabilization windows, oldest first.",
     )
+    planner_state: AnyObject | None = Field(
+        None,
+        description=(
+            "What the planner remembers between intervals (demand forecast and its patience"
+            " window, correction factors, token means, recent desired replicas), so a"
+            " restarted operator decides as the old one would have."
+        ),
+    )
     last_observation: AnyObject | None = Field(
         None,
         description=(
@@ -426,6 +451,7 @@ __all__ = [
     "ConditionStatus",
     "ConditionType",
     "Decision",
+    "DecisionAdjustment",
     "Flip",
     "GoodputPolicyStatus",
     "GoodputStatus",

@@ -23,6 +23,7 @@ from goodput.api.status import (
     ConditionStatus,
     ConditionType,
     Decision,
+    DecisionAdjustment,
     GoodputPolicyStatus,
     GoodputStatus,
     LastScaleTime,
@@ -256,6 +257,10 @@ def _status(
         binding_pool=intent.limit_pool,
         writes=records,
         runner_up=_runner_up(plan) if planned and plan is not None else None,
+        adjustments=[
+            DecisionAdjustment(reason=a.reason, message=a.message[:4096])
+            for a in (intent.adjustments if planned else ())
+        ],
     )
     vplan = f.variant_plan
     if planned and vplan is not None:
@@ -287,6 +292,7 @@ def _status(
         last_decision=decision,
         last_scale_time=last if (last.up or last.down) else None,
         recommendations=recs,
+        planner_state=f.planner_state if f.planner_state is not None else prev.planner_state,
     )
     if spec is None:
         return status

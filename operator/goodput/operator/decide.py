@@ -29,7 +29,7 @@ from goodput.actuator.behavior import (
 from goodput.actuator.budget import TargetState, budget_safe_writes, shrink_to_budget
 from goodput.api.spec import GoodputPolicySpec, Mode
 from goodput.operator.facts import Facts, Intent, Target, Write
-from goodput.plan import Plan
+from goodput.plan import Adjustment, Plan
 from goodput.reasons import Limit, Reason
 
 # Plan reasons that say something was (or is to be) moved.
@@ -199,15 +199,28 @@ def _follow(f: Facts, spec: GoodputPolicySpec, plan: Plan) -> Intent:
         now,
         last.up.timestamp() if last is not None and last.up else None,
         last.down.timestamp() if last is not None and last.down else None,
+        {k: t.gpus_per_replica for k, t in targets.items()},
+        spec.gpu_budget,
     )
     safe = budget_safe_writes(_states(targets), limited.replicas, spec.gpu_budget)
     writes = _ordered(targets, {k: safe.replicas.get(k, cur[k]) for k in cur})
     limit, pool = plan.binding_constraint, plan.binding_pool
     notes: list[str] = []
+    adjustments = list(plan.adjustments)
     if limited.stabilized:
         notes.append(f"stabilization window holds {', '.join(limited.stabilized)}")
     if limited.rate_limited:
         notes.append(f"step limits cap {', '.join(limited.rate_limited)}")
+    if limited.rebalance_shrunk:
+        shrunk = ", ".join(
+            f"{k} {cur[k]} -> {limited.replicas[k]}" for k in limited.rebalance_shrunk
+        )
+        text = (
+            f"the rebalance's shrinks ({shrunk}) go past the scale-down step limit, as far"
+            " as the growing pools need their GPUs"
+        )
+        notes.append(text)
+        adjustments.append(Adjustment(reason=Reason.RebalanceShrink, message=text))
     if safe.deferred:
         notes.append(
             "waiting for released GPUs before growing "
@@ -236,4 +249,5 @@ def _follow(f: Facts, spec: GoodputPolicySpec, plan: Plan) -> Intent:
         limit=limit,
         limit_pool=pool,
         deferred=dict(safe.deferred),
+        adjustments=tuple(adjustments),
     )

@@ -19,7 +19,7 @@ from goodput.actuator.route import BackendKey
 from goodput.api.spec import GoodputPolicySpec, TargetRef
 from goodput.api.status import ConditionType, GoodputPolicyStatus
 from goodput.observation import Observation
-from goodput.plan import Plan
+from goodput.plan import Adjustment, Plan
 from goodput.planner.variants import VariantPlan
 from goodput.reasons import Limit, Reason
 
@@ -92,6 +92,9 @@ class Facts:
     blocker: Blocker | None = None
     variant_plan: VariantPlan | None = None  # policies with spec.variants only
     route: RouteView | None = None  # spec.trafficSplit.httpRouteRef, when set
+    # The planner's memory after this tick's plan (status.plannerState); None when no
+    # plan was made (the previous status's is carried).
+    planner_state: dict[str, Any] | None = None
 
     @property
     def gpus_held(self) -> int:
@@ -122,6 +125,7 @@ class Intent:
     limit_pool: str | None = None
     deferred: dict[str, int] = field(default_factory=dict)  # grows waiting for GPUs
     emergency: bool = False  # a shrink to get within budget, behavior limits ignored
+    adjustments: tuple[Adjustment, ...] = ()  # the plan's, then the actuator's
 
 
 @dataclass(frozen=True)

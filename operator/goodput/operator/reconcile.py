@@ -56,8 +56,8 @@ from goodput.operator.variants import (
     pool_entries,
     with_pools,
 )
-from goodput.plan import Allocation
-from goodput.planner import GoodputPlanner, resolve_profile
+from goodput.plan import Adjustment, Allocation, Plan
+from goodput.planner import GoodputPlanner, memory, resolve_profile
 from goodput.planner.variants import VariantPlanner
 from goodput.ports import ObservationSource
 from goodput.profiles import ProfileError
@@ -115,6 +115,41 @@ class _Runtime:
     spec: GoodputPolicySpec
     planner: GoodputPlanner | VariantPlanner
     sources: dict[str, ObservationSource]  # per variant (one, "default", without variants)
+    # Set when the planner's memory was read from status.plannerState (a restarted
+    # operator): the next plan says so (StateRestored), then it is cleared.
+    restored: str | None = None
+
+
+def _restore(planner: GoodputPlanner | VariantPlanner, raw: dict[str, Any] | None) -> str | None:
+    """Give a new planner the memory the previous status holds; what was restored, in
+    words, or None (no memory, or one that cannot be read whole: then it starts fresh,
+    and the log says why)."""
+    if not raw:
+        return None
+    try:
+        if isinstance(planner, VariantPlanner):
+            planner.state = memory.load_variants(raw)
+            f = planner.state.demand
+        else:
+            state = memory.load(raw)
+            planner.state = state
+            f = state.forecast
+    except ValueError as err:
+        log.warning("status.plannerState not restored, starting fresh: %s", err)
+        return None
+    if f is None:
+        return "planner memory restored from status.plannerState (no forecast yet)"
+    held = max((v for _, v in f.recent), default=f.level)
+    return (
+        f"planner memory restored from status.plannerState: forecast level {f.level:.2f}"
+        f" req/s, {len(f.recent)} figures in the patience window (highest {held:.2f})"
+    )
+
+
+def _memory(planner: GoodputPlanner | VariantPlanner) -> dict[str, Any]:
+    if isinstance(planner, VariantPlanner):
+        return memory.dump_variants(planner.state)
+    return memory.dump(planner.state)
 
 
 def _refs(spec: GoodputPolicySpec) -> dict[str, TargetRef]:
@@ -343,7 +378,7 @@ class Reconciler:
         facts = _with(facts, route=route)
         if refused is not None:
             return _with(facts, blocker=refused)
-        rt = await self._runtime_for(resolved, generation, ns)
+        rt = await self._runtime_for(resolved, generation, ns, base.prev)
         observations: dict[str, Observation] = {}
         for name, source in rt.sources.items():
             try:
@@ -359,7 +394,10 @@ class Reconciler:
             mine = {k[len(prefix) :]: v for k, v in scales.items() if k.startswith(prefix)}
             observations[name] = _with_ready_replicas(raw, mine)
         if isinstance(rt.planner, VariantPlanner):
-            return await self._plan_variants(facts, rt.planner, observations, scales, now)
+            out = await self._plan_variants(facts, rt.planner, observations, scales, now)
+            if out.variant_plan is not None:  # the planner ran: its memory moved
+                out = _with(out, planner_state=_memory(rt.planner))
+            return out
         obs = next(iter(observations.values()))
         facts = _with(facts, observation=obs)
         blind = _blind(resolved, obs)
@@ -370,7 +408,10 @@ class Reconciler:
             t.name: scales[tier_key(t.name)].spec_replicas for t in resolved.kv_cache.tiers
         }
         plan = rt.planner.decide(obs, Allocation(pools=current_pools, tiers=current_tiers), now)
-        return _with(facts, plan=plan)
+        if rt.restored is not None:
+            plan = _noted(plan, Adjustment(reason=Reason.StateRestored, message=rt.restored))
+            rt.restored = None
+        return _with(facts, plan=plan, planner_state=_memory(rt.planner))
 
     async def _plan_variants(
         self,
@@ -412,10 +453,15 @@ class Reconciler:
         return ""
 
     async def _runtime_for(
-        self, spec: GoodputPolicySpec, generation: int, namespace: str
+        self,
+        spec: GoodputPolicySpec,
+        generation: int,
+        namespace: str,
+        prev: GoodputPolicyStatus,
     ) -> _Runtime:
         key = (generation, spec.model_dump_json())
         if self._runtime is None or self._runtime.key != key:
+            fresh = self._runtime is None
             self.close()
             sources = {
                 name: await self.source_factory(vspec, namespace)
@@ -424,7 +470,11 @@ class Reconciler:
             planner: GoodputPlanner | VariantPlanner = (
                 VariantPlanner(spec) if spec.variants else GoodputPlanner(spec)
             )
-            self._runtime = _Runtime(key, spec, planner, sources)
+            # A new process (or a new Reconciler) takes the memory the last status
+            # holds; a spec change within one process keeps its own planner's memory
+            # out of it (the old spec's forecast may not fit the new pools).
+            restored = _restore(planner, prev.planner_state) if fresh else None
+            self._runtime = _Runtime(key, spec, planner, sources, restored)
         return self._runtime
 
     def close(self) -> None:
@@ -451,6 +501,10 @@ def _older_claimant(policy: PolicyRef, refs: dict[str, TargetRef], claims: list[
 
 def _with(f: Facts, **changes: Any) -> Facts:
     return replace(f, **changes)
+
+
+def _noted(plan: Plan, note: Adjustment) -> Plan:
+    return plan.model_copy(update={"adjustments": (note, *plan.adjustments)})
 
 
 def _targets(spec: GoodputPolicySpec, scales: dict[str, WorkloadScale]) -> dict[str, Target]:

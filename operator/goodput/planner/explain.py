@@ -155,7 +155,7 @@ def handback_sentence(result: Result, problem: Problem, bound: Binding, current_
     return f"handing back {freed} GPUs that add no goodput (holding {held} of {budget}: {TIE_RULE})"
 
 
-def _budget_sentence(c: Candidate, problem: Problem) -> str:
+def budget_sentence(c: Candidate, problem: Problem) -> str:
     """Why the budget binds: nothing fits, or what fits adds nothing (the optimizer
     keeps every GPU that adds goodput when the budget binds)."""
     free = problem.budget - c.gpus
@@ -192,7 +192,7 @@ def outcome_sentence(result: Result, problem: Problem, bound: Binding, current_g
         missed = f"predicted attainment {c.attainment:.2f} < {target:.2f}"
         if bound.limit == Limit.GpuBudget:
             parts.append(
-                f"budget exhausted: {missed} within {budget} GPUs; {_budget_sentence(c, problem)}"
+                f"budget exhausted: {missed} within {budget} GPUs; {budget_sentence(c, problem)}"
             )
             if ceiling < target:
                 parts.append(f"and even without the budget {floor}")

@@ -15,7 +15,7 @@ tier), pruned to the cheapest near-best prefill cost before the pool scan.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -107,6 +107,8 @@ class Result:
     best: Candidate  # the highest-goodput plan, whatever its GPU count
     satisfiable: bool
     room: Headroom | None = None  # computed when the SLO is missed
+    # Set when equal-GPU, near-equal-goodput plans were told apart by burst headroom.
+    tie_break: str | None = None
 
 
 @dataclass(frozen=True)
@@ -221,10 +223,45 @@ def _scan_aggregated(
     ]
 
 
-def _pick(cands: list[Candidate], thr: float) -> tuple[Candidate, Candidate | None]:
+# Burst headroom: goodput at this multiple of the planning demand.
+BURST = 1.5
+
+
+def _pick(
+    cands: list[Candidate], thr: float, problem: Problem, floor: float = 0.0
+) -> tuple[Candidate, Candidate | None, str | None]:
+    """The fewest GPUs reaching ``thr``; among plans with those GPUs whose goodput is
+    within ``EPSILON`` of the first (and at least ``floor``: the goodput that meets the
+    attainment target, when the best plan meets it), the one that serves a burst
+    (``BURST`` x demand) best: the model's goodput differences that small are noise, a
+    burst's are not."""
     ok = [c for c in cands if c.goodput_rps >= thr]
     ranked = sorted(ok, key=lambda c: (c.gpus, -c.goodput_rps, sorted(c.pools.items())))
     chosen = ranked[0]
+    note = None
+    ties = sorted(
+        (
+            c
+            for c in cands
+            if c.gpus == chosen.gpus
+            and c.goodput_rps >= max(chosen.goodput_rps * (1.0 - EPSILON), floor)
+            and (c.pools, c.tiers) != (chosen.pools, chosen.tiers)
+        ),
+        key=lambda c: (-c.goodput_rps, sorted(c.pools.items()), sorted(c.tiers.items())),
+    )
+    if ties and problem.demand.rate_rps > 0:
+        burst = {id(c): _burst_goodput(problem, c) for c in (chosen, *ties)}
+        top = max(ties, key=lambda c: (burst[id(c)], c.goodput_rps))
+        if burst[id(top)] > burst[id(chosen)] * (1.0 + EPSILON):
+            rate = problem.demand.rate_rps * BURST
+            note = (
+                f"{_fmt(top.pools)} and {_fmt(chosen.pools)} hold {chosen.gpus} GPUs each"
+                f" with goodputs within {EPSILON:.0%}; at a burst of {rate:.2f} req/s"
+                f" ({BURST:g}x demand) {_fmt(top.pools)} serves"
+                f" {burst[id(top)] / rate:.2f} of requests within the SLO,"
+                f" {_fmt(chosen.pools)} {burst[id(chosen)] / rate:.2f}"
+            )
+            chosen = top
     rest = [c for c in cands if c is not chosen]
     # Runner-up: the nearest alternative, preferring one GPU-step cheaper (what
     # handing back one more replica would cost), else the next in rank.
@@ -233,12 +270,22 @@ def _pick(cands: list[Candidate], thr: float) -> tuple[Candidate, Candidate | No
     if cheaper:
         runner = max(cheaper, key=lambda c: (c.goodput_rps, -c.gpus))
     else:
-        runner = (
-            ranked[1]
-            if len(ranked) > 1
-            else (max(rest, key=lambda c: c.goodput_rps) if rest else None)
-        )
-    return chosen, runner
+        others = [c for c in ranked if c is not chosen]
+        runner = others[0] if others else (max(rest, key=lambda c: c.goodput_rps) if rest else None)
+    return chosen, runner, note
+
+
+def _fmt(pools: dict[str, int]) -> str:
+    return "/".join(f"{n} {r}" for r, n in pools.items())
+
+
+def _burst_goodput(problem: Problem, cand: Candidate) -> float:
+    """Goodput (requests/s) of ``cand`` (its tier sizes and cache effect included) at
+    ``BURST`` x the demand."""
+    d = problem.demand
+    burst = Demand(d.rate_rps * BURST, d.input_tokens, d.output_tokens)
+    sizes = tuple(cand.tiers.get(t.name, t.current) for t in problem.tiers)
+    return _goodput_with(replace(problem, demand=burst), cand.pools, sizes)
 
 
 def _disagg_curves(
@@ -338,8 +385,13 @@ def _scan_disaggregated(
     return out, best
 
 
-def optimize(problem: Problem) -> Result | None:
-    """None when even every pool at its minimum exceeds the budget."""
+def optimize(problem: Problem, explain: bool = True, keep_gpus: bool = False) -> Result | None:
+    """None when even every pool at its minimum exceeds the budget. ``explain=False``
+    skips the headroom a missed SLO is explained with (and so keeps the fewest-GPU
+    plan within ``EPSILON`` even when the budget binds): for callers that only ask
+    whether a demand is servable. ``keep_gpus``: choose among the highest-goodput plans
+    (every GPU that adds goodput kept) even when the target is met, for a demand known
+    to be a floor of what is coming (the planner's cap on an unservable forecast)."""
     cands: list[Candidate] = []
     options = tier_options(problem)
     for sizes, eff, tier_gpus in options:
@@ -369,12 +421,15 @@ def optimize(problem: Problem) -> Result | None:
     best = max(cands, key=lambda c: (c.goodput_rps, -c.gpus))
     thr, meets = _threshold(best.goodput_rps, problem)
     room = None
-    if not meets:
+    if not meets and explain:
         room = headroom(problem, options)
         if room.budget_binds_goodput(best.goodput_rps):
             thr = best.goodput_rps * (1.0 - 1e-12)  # keep every GPU that adds goodput
-    chosen, runner = _pick(cands, thr)
-    return Result(chosen, runner, best, meets, room)
+    if keep_gpus:
+        thr = best.goodput_rps * (1.0 - 1e-12)
+    floor = problem.demand.rate_rps * problem.attainment_target - 1e-12 if meets else 0.0
+    chosen, runner, note = _pick(cands, thr, problem, floor)
+    return Result(chosen, runner, best, meets, room, note)
 
 
 # A rate small enough that no replica queues: the zero-load limit of the curves.
@@ -509,10 +564,13 @@ def goodput_at(problem: Problem, pools: dict[str, int]) -> float:
     """Goodput (requests/s within the SLO) of one fixed allocation at the problem's demand
     and the tiers' current sizes: what the replicas serving now deliver, whatever the
     bounds and the budget. Zero when a stage has no replica."""
+    return _goodput_with(problem, pools, tuple(t.current for t in problem.tiers))
+
+
+def _goodput_with(problem: Problem, pools: dict[str, int], sizes: tuple[int, ...]) -> float:
     counts = {p.role: pools.get(p.role, 0) for p in problem.pools}
     if min(counts.values()) <= 0:
         return 0.0
-    sizes = tuple(t.current for t in problem.tiers)
     eff = cache_effect(problem, sizes, problem.pools[0].profile.kv_capacity_tokens)
     curves = _stage_curves(problem, eff, counts, problem.demand)
     t, i = curves["ttft"], curves["itl"]

@@ -6,12 +6,12 @@ the operator, the CLI and the digital twin drive the same code through
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from goodput.api.spec import GoodputPolicySpec, Pool, PoolRole, parse_duration
 from goodput.observation import LatencySummary, Observation, PoolObservation
-from goodput.plan import Allocation, Alternative, Plan, PoolDecision
+from goodput.plan import Adjustment, Allocation, Alternative, Plan, PoolDecision
 from goodput.planner import correction, explain, forecast
 from goodput.planner.correction import Factors
 from goodput.planner.model import (
@@ -24,7 +24,9 @@ from goodput.planner.model import (
     prefill_curve,
     prefill_service,
 )
+from goodput.planner.moves import MoveCheck, check_move, is_rebalance
 from goodput.planner.optimizer import (
+    EPSILON,
     Candidate,
     PoolInput,
     Problem,
@@ -627,10 +629,64 @@ def plan(
         max(prev, rate),
     )
     new_state = PlannerState(fstate, factors, last, state.patient, started, recent)
+    adjustments: list[Adjustment] = []
+    uncapped: tuple[Problem, Result] | None = None
     problem = problem_for(
         Demand(demand_rate, input_tokens, output_tokens, var.arrival_scv, var.input_scv), factors
     )
     result = optimize(problem)
+    if result is not None and floors:
+        # The "do not shrink a violating pool" floors must not trap the plan in a split
+        # the model itself rates worse than one they forbid.
+        free = _problem(ctx, tiers, hit, {}, problem.demand, factors)
+        unfloored = optimize(free)
+        if unfloored is not None and unfloored.chosen.goodput_rps > result.chosen.goodput_rps * (
+            1.0 + EPSILON
+        ):
+            k = output_tokens * quality
+            adjustments.append(
+                Adjustment(
+                    reason=Reason.FloorReleased,
+                    message=f"the floors of pools missing their SLO ({_fmt(floors)}) would"
+                    f" keep {_fmt(result.chosen.pools)} at"
+                    f" {result.chosen.goodput_rps * k:.1f} good tok/s where"
+                    f" {_fmt(unfloored.chosen.pools)} gives"
+                    f" {unfloored.chosen.goodput_rps * k:.1f}: floors released",
+                )
+            )
+            floors = {}
+            problem, result = free, unfloored
+    if (
+        result is not None
+        and not result.satisfiable
+        and demand_rate > 0
+        and explain.binding(result, problem, floors).limit == Limit.GpuBudget
+    ):
+        at = problem.demand
+        capped = _cap_to_servable(
+            lambda r: _problem(ctx, tiers, hit, floors, replace(at, rate_rps=r), factors),
+            demand_rate,
+            rate + (backlog / drain_s if backlog else 0.0),
+        )
+        if capped is not None:
+            cap_problem, cap_result = capped
+            planned = cap_problem.demand.rate_rps
+            adjustments.append(
+                Adjustment(
+                    reason=Reason.DemandCapped,
+                    message=f"the forecast {demand_rate:.2f} req/s (observed {rate:.2f}) is"
+                    f" more than gpuBudget {spec.gpu_budget} GPUs can serve at the SLO"
+                    + (
+                        f" target; planned the split for the {planned:.2f} req/s it can"
+                        " serve, keeping every GPU that adds goodput there"
+                        if cap_result.satisfiable
+                        else "; not even the observed rate is servable: planned the split"
+                        f" for the {planned:.2f} req/s observed (with its queue)"
+                    ),
+                )
+            )
+            uncapped = (problem, result)
+            problem, result = cap_problem, cap_result
     if result is None:
         return _minimums(
             ctx,
@@ -655,10 +711,63 @@ def plan(
             kept = optimize(replace(problem, pools=pools))
             if kept is not None:
                 result, held = kept, True
+    # The demand expected over the horizon now: the forecast before patience keeps a
+    # higher recent figure (and never above what is planned for).
+    expected = min(fstate.recent[-1][1] + (backlog / drain_s if backlog else 0.0), demand_rate)
+    expected = min(max(expected, rate), problem.demand.rate_rps)
+    # Robust over the plausible range: the move must pay at the expected demand and at
+    # the rate observed now (the first one that it does not pay at is the one shown).
+    move = None
+    levels = sorted({expected, min(rate + (backlog / drain_s if backlog else 0.0), expected)})
+    for level in reversed(levels):
+        at_level = _problem(
+            ctx, tiers, hit, floors, replace(problem.demand, rate_rps=max(level, 1e-9)), factors
+        )
+        move = _weigh_move(ctx, spec, observation, current, at_level, result)
+        if move is None or not move.pays:
+            break
+    if move is not None and not move.pays:
+        plan_out = _held_move(ctx, current, problem, result, move, rate, quality, adjustments)
+        return plan_out, new_state
     plan_out = _finish(ctx, problem, result, current, floors, rate, quality)
+    if uncapped is not None:
+        # What bound the forecast (the budget, or maxReplicas) still names the decision.
+        over = _finish(ctx, uncapped[0], uncapped[1], current, floors, rate, quality)
+        plan_out = plan_out.model_copy(
+            update={
+                "reason": over.reason,
+                "binding_constraint": over.binding_constraint,
+                "binding_pool": over.binding_pool,
+                "message": over.message,
+                "predicted_attainment": result.chosen.goodput_rps / demand_rate,
+            }
+        )
+        used, budget = result.chosen.gpus, problem.budget
+        if used < budget and "handing back" not in plan_out.message:
+            # The forecast's plan may fill the budget; the servable demand's plan (the one
+            # chosen) need not, and the GPUs it leaves free are said so.
+            plan_out = plan_out.model_copy(
+                update={
+                    "message": plan_out.message
+                    + f"; handing back {budget - used} GPUs the servable demand does not use"
+                    f" (holding {used} of {budget}): "
+                    + explain.budget_sentence(result.chosen, problem)
+                }
+            )
     plan_out = plan_out.model_copy(
         update={"message": plan_out.message + "; " + model_sentence(var, factors, ctx.pools)}
     )
+    if result.tie_break is not None:
+        adjustments.append(Adjustment(reason=Reason.BurstHeadroom, message=result.tie_break))
+    if adjustments:
+        plan_out = plan_out.model_copy(
+            update={
+                "adjustments": tuple(adjustments),
+                "message": "; ".join([plan_out.message, *(a.message for a in adjustments)]),
+                "budget_satisfiable": plan_out.budget_satisfiable
+                and not any(a.reason == Reason.DemandCapped for a in adjustments),
+            }
+        )
     if held and result.satisfiable:
         wanted = ", ".join(f"{r} {n}" for r, n in desired.items())
         kept_roles = [r for r, n in result.chosen.pools.items() if n > desired.get(r, 0)]
@@ -690,6 +799,128 @@ def model_sentence(var: Variability, factors: Mapping[str, Factors], pools: list
         f"model: {var.sentence()}; profile correction (TTFT fitted to the observed"
         f" attainment at the SLO, bounds {correction.FACTOR_MIN:g}-{correction.FACTOR_MAX:g}):"
         f" {', '.join(parts)}"
+    )
+
+
+def _fmt(pools: Mapping[str, int]) -> str:
+    return "/".join(f"{n} {r}" for r, n in pools.items())
+
+
+# The servable demand is searched on a fixed geometric grid of rates (2 % apart), so the
+# cap (and the split planned for it) is the same however far the forecast lies beyond it.
+_CAP_STEP = math.log(1.02)
+
+
+def _cap_to_servable(
+    problem_at: Callable[[float], Problem], demand_rps: float, observed_rps: float
+) -> tuple[Problem, Result] | None:
+    """The demand to plan for when the forecast ``demand_rps`` is more than the budget
+    can serve, and the plan for it; None to plan for the forecast after all.
+
+    Planning for the unservable figure itself would re-split for a load nobody can serve
+    (on a ServeGen cycle: decode-heavy for a 38 req/s forecast while the real 7-19 req/s
+    is prefill-bound). So when the observed rate is servable, the plan is for the
+    highest servable demand between it and the forecast, with every GPU that adds
+    goodput there (among that demand's highest-goodput plans, the one with the most
+    burst headroom). When not even the observed rate
+    is servable (overload now), the plan is for the observed rate: the split that
+    serves the load that is here best, the optimizer keeping every GPU that adds
+    goodput; a cap below it would plan for a trickle while the load queues. With no
+    forecast above the observed rate there is nothing to cap (None). Bisection over the
+    grid between the two: about log2(log(forecast / observed) / log 1.02) + 3 optimizer
+    runs (7 for a forecast 2x the observed rate)."""
+    if not 0.0 < observed_rps < demand_rps:
+        return None
+    memo: dict[int, tuple[Problem, Result | None]] = {}
+
+    def servable(k: int) -> bool:
+        if k not in memo:
+            prob = problem_at(math.exp(k * _CAP_STEP))
+            memo[k] = (prob, optimize(prob, explain=False))
+        res = memo[k][1]
+        return res is not None and res.satisfiable
+
+    lo = math.floor(math.log(observed_rps) / _CAP_STEP)
+    hi = math.floor(math.log(demand_rps) / _CAP_STEP)
+    if not servable(lo):
+        prob = problem_at(observed_rps)
+        res = optimize(prob, keep_gpus=True)
+        return None if res is None else (prob, res)
+    if servable(hi):
+        lo = hi
+    while hi - lo > 1:  # servable(lo), not servable(hi)
+        mid = (lo + hi) // 2
+        if servable(mid):
+            lo = mid
+        else:
+            hi = mid
+    prob = memo[lo][0]
+    kept = optimize(prob, explain=False, keep_gpus=True)
+    return None if kept is None else (prob, kept)
+
+
+def _weigh_move(
+    ctx: _Context,
+    spec: GoodputPolicySpec,
+    obs: Observation,
+    current: Allocation,
+    problem: Problem,
+    result: Result,
+) -> MoveCheck | None:
+    """The move check for a plan that moves GPUs between pools (None: not a move)."""
+    cur = {p.role.value: current.pools.get(p.role.value, 0) for p in ctx.pools}
+    target = result.chosen.pools
+    startup = parse_duration(spec.behavior.startup_delay)
+    if startup <= 0 or not is_rebalance(cur, target):
+        return None
+    # Only an allocation the plan may keep can be held: within bounds and the budget.
+    tiers = {t.name: current.tiers.get(t.name, t.min_replicas) for t in spec.kv_cache.tiers}
+    if _gpus(spec, cur, tiers, ctx.gpr) > spec.gpu_budget or any(
+        not (p.min_replicas <= cur[p.role.value] <= max(p.max_replicas, p.min_replicas))
+        for p in ctx.pools
+    ):
+        return None
+    serving = {r: _replicas_now(ctx, obs, current, r) for r in cur}
+    horizon = parse_duration(spec.behavior.forecast_horizon)
+    interval = parse_duration(spec.behavior.interval)
+    return check_move(problem, serving, target, horizon, startup, interval, cur)
+
+
+def _held_move(
+    ctx: _Context,
+    current: Allocation,
+    problem: Problem,
+    result: Result,
+    move: MoveCheck,
+    observed_rate: float,
+    quality: float,
+    adjustments: list[Adjustment],
+) -> Plan:
+    """The current allocation kept, because the better split would not repay its move."""
+    pools = {p.role.value: current.pools.get(p.role.value, p.min_replicas) for p in ctx.pools}
+    tiers = {t.name: current.tiers.get(t.name, t.min_replicas) for t in ctx.spec.kv_cache.tiers}
+    k = problem.demand.output_tokens * quality
+    why = move.sentence(k) + f" (at the {move.demand_rps:.2f} req/s expected now)"
+    rate = move.demand_rps
+    message = (
+        f"holding {_fmt(pools)}: {why}; demand {problem.demand.rate_rps:.2f} req/s forecast"
+        f" (observed {observed_rate:.2f})"
+    )
+    notes = [*adjustments, Adjustment(reason=Reason.MoveWouldNotPay, message=why)]
+    return Plan(
+        pools=_decisions(ctx, pools, None),
+        tiers=tiers,
+        total_gpus=_gpus(ctx.spec, pools, tiers, ctx.gpr),
+        budget=ctx.spec.gpu_budget,
+        reason=Reason.MoveWouldNotPay,
+        message="; ".join([message, *(a.message for a in adjustments)]),
+        budget_satisfiable=result.satisfiable
+        and not any(a.reason == Reason.DemandCapped for a in adjustments),
+        predicted_goodput=move.now_rps * k,
+        predicted_attainment=move.now_rps / rate if rate > 0 else 0.0,
+        binding_constraint=Limit.StartupCost,
+        runner_up=_alternative(result.chosen, problem.demand.output_tokens, quality),
+        adjustments=tuple(notes),
     )
 
 

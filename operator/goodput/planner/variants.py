@@ -43,6 +43,7 @@ the best one's value, as the single-model optimizer calls plans within 1 % equal
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -53,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from goodput.api.spec import GoodputPolicySpec, ValueModel, Variant, parse_duration
 from goodput.observation import Observation
-from goodput.plan import Allocation, Plan
+from goodput.plan import Adjustment, Allocation, Plan
 from goodput.planner import forecast
 from goodput.planner.correction import Factors
 from goodput.planner.model import Demand
@@ -316,12 +317,23 @@ class _Search:
         r = total * share / 100.0 + self.vs[i].backlog_rps
         return Demand(max(r, _IDLE_RPS), self.input_tokens, self.output_tokens)
 
+    def model(self, i: int, share: int) -> PoolModel:
+        """Variant i's pool model at ``share``. At share 0 (and no backlog to drain) the
+        floors that keep a pool missing its SLO from shrinking are released: a variant
+        that gets no traffic serves nobody, so its observed latencies miss the SLO for
+        nobody, and the floor would only trap its GPUs (FloorReleased)."""
+        v = self.vs[i]
+        if share == 0 and v.backlog_rps <= 0 and v.model.floors:
+            return dataclasses.replace(v.model, floors={})
+        return v.model
+
     def table(self, i: int, share: int, rate: float | None = None) -> np.ndarray:
         """On-time tokens/s of variant i at ``share`` for every GPU-unit count."""
         key = (i, share, self.demand if rate is None else rate)
         if key not in self._tables:
             v = self.vs[i]
-            full = best_by_gpus(v.model.problem(self.demand_of(i, share, rate), self.budget))
+            problem = self.model(i, share).problem(self.demand_of(i, share, rate), self.budget)
+            full = best_by_gpus(problem)
             t = full[np.arange(self.size) * self.unit] * self.output_tokens
             if share == 0 and v.backlog_rps <= 0:
                 t = np.where(np.isfinite(t), 0.0, t)
@@ -334,7 +346,7 @@ class _Search:
             if share == 0 and self.vs[i].backlog_rps <= 0:
                 self._at[key] = 0.0
             else:
-                problem = self.vs[i].model.problem(self.demand_of(i, share), self.budget)
+                problem = self.model(i, share).problem(self.demand_of(i, share), self.budget)
                 self._at[key] = goodput_at(problem, dict(pools)) * self.output_tokens
         return self._at[key]
 
@@ -669,13 +681,23 @@ def _decide(
         out: dict[str, Plan] = {}
         for i, v in enumerate(vs):
             budget_i = split.units[i] * search.unit
-            problem = v.model.problem(search.demand_of(i, split.shares[i]), budget_i)
+            model = search.model(i, split.shares[i])
+            problem = model.problem(search.demand_of(i, split.shares[i]), budget_i)
             result = optimize(problem)
             q = v.quality if v.eligible else 0.0
             if result is None:
                 out[v.name] = v.model.minimums(v.current, Reason.MinimumsExceedBudget, "minimums")
             else:
-                out[v.name] = v.model.finish(problem, result, v.current, v.observed_rate, q)
+                out[v.name] = model.finish(problem, result, v.current, v.observed_rate, q)
+            if model is not v.model:
+                floors = ", ".join(f"{r} {n}" for r, n in sorted(v.model.floors.items()))
+                note = Adjustment(
+                    reason=Reason.FloorReleased,
+                    message=f"{v.name} gets no traffic at this split: the floors of its"
+                    f" pools missing their SLO ({floors}) are released",
+                )
+                plan_i = out[v.name]
+                out[v.name] = plan_i.model_copy(update={"adjustments": (*plan_i.adjustments, note)})
         pools = [out[v.name].allocation().pools for v in vs]
         gpus = sum(p.total_gpus for p in out.values())
         return out, search.value_at(split.shares, pools), gpus
