@@ -176,7 +176,7 @@ def _ttft_attainment(
     coefficient of variation ``variable_scv``, and W = 0 w.p. 1-C else Exp(theta). The
     sum W + V of a request that waits is taken as a gamma with the same mean and
     variance (two-moment fit: exact in mean and spread, and no exponential tail assumed
-    for the prefill time), and capped by what either part alone allows."""
+    for the prefill time), and capped by P(W <= T) * P(V <= T)."""
     t = threshold - fixed
     if t <= 0:
         return np.zeros_like(wait_p)
@@ -187,11 +187,12 @@ def _ttft_attainment(
     mean = v + w
     var = v * v / k + w * w
     shape = mean * mean / np.maximum(var, 1e-300)
-    # W and V are non-negative, so P(W + V <= t) <= min(P(V <= t), P(W <= t)): the
-    # two-moment fit can break that far below its mean (a wide gamma puts mass near 0),
-    # and then more waiting would read as more attainment.
+    # W and V are non-negative and (in this model) independent, so W + V <= t needs both
+    # W <= t and V <= t: P(W + V <= t) <= P(W <= t) * P(V <= t). The two-moment fit can
+    # break that far below its mean (a wide gamma puts mass near 0), and then more
+    # waiting would read as more attainment.
     wait_ok = -np.expm1(-t / w)
-    both = np.minimum(gamma_cdf_fast(shape, shape * t / mean), np.minimum(service_ok, wait_ok))
+    both = np.minimum(gamma_cdf_fast(shape, shape * t / mean), service_ok * wait_ok)
     out = (1.0 - wait_p) * service_ok + wait_p * both
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
 
@@ -251,6 +252,10 @@ def prefill_curve(
         _variable_scv(prof, demand, cache),
     )
     att[0] = 0.0
+    # Past saturation every n runs at the same capped utilisation and the two-moment tail
+    # can wobble by ~1e-3 at attainments near 0; a replica can always idle, so n + 1
+    # replicas never attain less than n (what `monotone` gives the optimizer anyway).
+    att = np.maximum.accumulate(att)
     return StageCurve(served, att, mean_wait + fixed + own + cache.load_s)
 
 
