@@ -29,6 +29,8 @@ class PrometheusServer:
     # groups with labels, re-read by Prometheus when it changes): the fleet emulator's pods.
     file_sd_jobs: dict[str, Path] = field(default_factory=dict)
     process: ManagedProcess | None = None
+    # More server flags (e.g. the scale runner's --web.max-connections).
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -49,6 +51,7 @@ class PrometheusServer:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=1h",
+                *self.extra_args,
             ],
             self.workdir,
         )

@@ -114,6 +114,12 @@ class Result:
     scale_writes: int
     errors_in_log: int
     profile_top: list[tuple[str, float]] = field(default_factory=list)
+    # CPU (cores) over the window of the other processes on the machine's 2 cores:
+    # Prometheus, kube-apiserver, etcd, and this process (the emulator and the runner).
+    others_cpu_cores: dict[str, float] = field(default_factory=dict)
+    # TCP connections established to Prometheus at the window's end (its default
+    # --web.max-connections is 512).
+    prometheus_connections: int = 0
     command: str = ""
 
 
@@ -161,8 +167,8 @@ def _deployment(name: str, ns: str) -> dict[str, Any]:
 
 
 def _window_s(scrape_s: float) -> float:
-    """The policies' metrics window: six scrapes, at least 30 s."""
-    return max(30.0, 6 * scrape_s)
+    """The policies' metrics window: six scrapes, at least 10 s (30 s at a 5 s scrape)."""
+    return max(10.0, 6 * scrape_s)
 
 
 def policy(
@@ -206,8 +212,8 @@ def policy(
 # ---- reading the numbers -----------------------------------------------------------------
 
 
-def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=30) as resp:
+def _get(url: str, timeout: float = 120.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
         return str(resp.read().decode())
 
 
@@ -315,13 +321,39 @@ def _apiserver_total(cluster: LocalCluster) -> float:
 
 
 def _prom_queries(prom: PrometheusServer) -> tuple[float, float]:
-    text = _get(f"{prom.url}/metrics")
+    """Prometheus's own query counters; NaN when it does not answer within 60 s (its
+    connections exhausted: it accepts no more, and the figure is then unknown)."""
+    try:
+        text = _get(f"{prom.url}/metrics", timeout=60.0)
+    except OSError:
+        return math.nan, math.nan
     http = sum(
         _sum(text, "prometheus_http_requests_total", handler=h)
         for h in ("/api/v1/query", "/api/v1/query_range")
     )
     inner = _sum(text, "prometheus_engine_query_duration_seconds_count", slice="inner_eval")
     return http, inner
+
+
+def _connections_to(port: int) -> int:
+    """Established TCP connections to a local port, from /proc/net/tcp (state 01)."""
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, _remote, state = line.split()[1:4]
+        if state == "01" and int(local.split(":")[1], 16) == port:
+            n += 1
+    return n
+
+
+def _other_pids(cluster: LocalCluster, prom: PrometheusServer) -> dict[str, int]:
+    import os
+
+    pids = {p.name: p.proc.pid for p in cluster.processes if p.alive()}
+    out = {k: pids[k] for k in ("kube-apiserver", "etcd", "kwok") if k in pids}
+    if prom.process is not None and prom.process.alive():
+        out["prometheus"] = prom.process.proc.pid
+    out["emulator+runner"] = os.getpid()
+    return out
 
 
 def _py_spy(pid: int, seconds: float, out: Path) -> list[tuple[str, float]]:
@@ -445,6 +477,8 @@ def run(
         # -- the window --
         m0 = _get(metrics_url)
         cpu0, _, _ = _proc(pid)
+        others = _other_pids(cluster, prometheus)
+        others0 = {k: _proc(p)[0] for k, p in others.items()}
         api0 = _apiserver_total(cluster)
         q0, e0 = _prom_queries(prometheus)
         w0, t0 = time.monotonic(), time.time()
@@ -459,9 +493,11 @@ def run(
             if progress:
                 print(f"  {time.monotonic() - w0:4.0f} s of {setup.duration_s:g}", flush=True)
         w1, t1 = time.monotonic(), time.time()
+        conns = _connections_to(prometheus.port)
         q1, e1 = _prom_queries(prometheus)
         api1 = _apiserver_total(cluster)
         cpu1, rss, hwm = _proc(pid)
+        others1 = {k: _proc(p)[0] for k, p in others.items()}
         m1 = _get(metrics_url)
         window = w1 - w0
 
@@ -499,6 +535,8 @@ def run(
             scale_writes=round(writes),
             errors_in_log=sum(1 for ln in log.splitlines() if " ERROR " in ln or "Traceback" in ln),
             profile_top=profile,
+            others_cpu_cores={k: (others1[k] - others0[k]) / window for k in others},
+            prometheus_connections=conns,
         )
     finally:
         op.stop()
@@ -526,8 +564,11 @@ def summary(r: Result) -> str:
         f"API requests/s: operator {r.operator_api_rps:.1f} ({verbs}); "
         f"all clients {r.all_clients_api_rps:.1f}",
         f"Prometheus: {r.prometheus_queries_per_tick:.1f} HTTP queries per tick, "
-        f"{r.prometheus_inner_evals_per_tick:.1f} evaluations per tick",
+        f"{r.prometheus_inner_evals_per_tick:.1f} evaluations per tick; "
+        f"{r.prometheus_connections} connections open to it",
         f"ERROR/Traceback lines in the operator log: {r.errors_in_log}",
+        "other processes' CPU (cores): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in r.others_cpu_cores.items()),
     ]
     if r.profile_top:
         lines.append("py-spy (share of samples):")
@@ -554,9 +595,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=Setup.duration_s)
     p.add_argument("--scrape", type=float, default=Setup.scrape_s)
     p.add_argument("--profile-seconds", type=float, default=0.0)
+    # The operator keeps one HTTP pool per policy (200 policies held 1200 connections
+    # open): at Prometheus's default of 512 it stops accepting and every tick times out
+    # (docs/bench/scale.md), which would measure that, not the tick.
+    p.add_argument(
+        "--prometheus-max-connections",
+        type=int,
+        default=4096,
+        help="Prometheus --web.max-connections (0: its default, 512)",
+    )
     p.add_argument("--nodes", type=int, default=0, help="KWOK nodes (0: enough for the pods)")
     p.add_argument("--out", type=Path, default=Path("out"))
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--workdir", type=Path, default=None, help="parent of the work directory")
     a = p.parse_args(argv)
     setup = Setup(
         policies=a.policies,
@@ -569,11 +620,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     pods = 6 * setup.policies  # up to 3 + 3 a policy
     nodes = a.nodes or max(2, math.ceil(pods / 200))
-    workdir = Path(tempfile.mkdtemp(prefix="goodput-scale-"))
+    workdir = Path(tempfile.mkdtemp(prefix="goodput-scale-", dir=a.workdir))
     (workdir / "cluster").mkdir()
     cluster = LocalCluster(workdir / "cluster", nodes=nodes, gpus_per_node=256)
     prom = ScrapePrometheus(workdir / "prometheus")
     prom.scrape_s = setup.scrape_s
+    if a.prometheus_max_connections:
+        prom.extra_args.append(f"--web.max-connections={a.prometheus_max_connections}")
     try:
         cluster.start()
         prom.start()

@@ -22,7 +22,7 @@ from tests.harness.scale import Setup, run, summary
 pytestmark = pytest.mark.integration
 
 SMALL = Setup(
-    policies=20, per_namespace=10, interval_s=5.0, warmup_s=40.0, duration_s=45.0, scrape_s=1.0
+    policies=20, per_namespace=10, interval_s=5.0, warmup_s=20.0, duration_s=45.0, scrape_s=1.0
 )
 # The operator histogram's bucket bounds around the tick times seen here.
 BOUNDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
