@@ -150,6 +150,9 @@ def test_one_replica_writes_and_the_standby_takes_over(
         print(f"takeover after SIGTERM: {took:.1f} s")
         assert took <= STOP_TAKEOVER_MAX_S, took
         assert _writes(r1, ns) == r1_writes + 1
+        # It stood by while replica 0 wrote: its own planner memory is stale, so it
+        # takes the one replica 0 left in status.
+        assert f"policy {ns}/chat: taking over; planner memory from status" in r1.log()
     finally:
         for op in (r0, r1):
             if op is not None:

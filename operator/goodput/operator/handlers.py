@@ -409,6 +409,17 @@ async def _run(key: tuple[str, str], loop: _Loop) -> None:
             if stand.active != was_active:
                 if not stand.active:
                     telemetry.forget_policy(namespace, name, keep_standby=True)
+                elif was_active is False:
+                    # Taking over after standing by: the planner memory this process
+                    # kept is older than the status the other replica wrote since, so
+                    # the next tick rebuilds the planner from status.plannerState.
+                    reconciler.close()
+                    log.info(
+                        "policy %s/%s: taking over; planner memory from status.plannerState",
+                        namespace,
+                        name,
+                        extra={"namespace": namespace, "policy": name},
+                    )
                 log.info(
                     "policy %s/%s: %s",
                     namespace,
