@@ -50,10 +50,11 @@ crds: $(STAMP)
 
 # The closed loop on its own control plane (issue 14): the fleet emulator on a 10-minute
 # compressed ServeGen day, the operator as a process with the chart's RBAC; prints a
-# summary, writes out/e2e.json and out/e2e.png (docs/e2e.md). About 12 minutes.
+# summary, writes out/e2e.json and out/e2e.png (docs/e2e.md), and the run as
+# docs/bench/e2e.md (+ .png), which make bench folds into BENCHMARKS.md. About 12 minutes.
 E2E_ARGS ?= --minutes 10
 e2e: $(STAMP) system-deps tools
-	$(PY) -m tests.harness.e2e $(E2E_ARGS) --out out
+	$(PY) -m tests.harness.e2e $(E2E_ARGS) --out out --bench-md docs/bench/e2e.md
 
 # One operator process, 200 policies, each with its own emulated fleet, on its own control
 # plane (issue 14, "Scale"): tick latency, CPU, memory, API requests/s, Prometheus queries

@@ -24,8 +24,8 @@ Definitions (also in docs/e2e.md):
   ``goodput_observed_goodput_tokens_per_second`` read from its /metrics every second;
 - ``recovery_intervals``: for every run of policy intervals whose exact attainment
   (requests arriving in the interval) is below the target, the intervals from its
-  first interval until attainment is back at the target; the peak's entry starts at
-  the load step (19:00);
+  first interval until attainment is back at the target; the first one to begin
+  during the peak is the load step's and counts from the step (19:00);
 - ``gpus_returned_after_peak``: GPUs held at the peak's highest minus GPUs held at the end.
 """
 
@@ -374,7 +374,7 @@ def summarize(
         sel = (arr >= k * INTERVAL_S) & (arr < (k + 1) * INTERVAL_S)
         att_int.append(float(met[sel].mean()) if sel.any() else None)
     step_t = peak.t_of_hour(PEAK_HOURS[0])
-    recovery = _recoveries(att_int, step_t)
+    recovery = _recoveries(att_int, step_t, peak.t_of_hour(PEAK_HOURS[1]))
     held = [(s.t - t0, s.held) for s in samples]
     peak_gpus = max((h for _, h in held), default=0)
     during = [h for t, h in held if _phase(peak, t) == "during" and 0 <= t <= end]
@@ -438,11 +438,14 @@ def summarize(
     }
 
 
-def _recoveries(att: list[float | None], step_t: float) -> list[dict[str, Any]]:
-    """Every dip below the target and the intervals until it is back at it; the dip at
-    or after the load step counts from the step's interval."""
+def _recoveries(att: list[float | None], step_t: float, peak_end_t: float) -> list[dict[str, Any]]:
+    """Every dip below the target and the intervals until it is back at it. The first
+    dip that begins at or after the load step and before the peak ends is the load
+    step's: it counts from the step's interval (``at_load_step``); any other dip (one
+    after the peak, from a scale-down, say) counts from its own first interval."""
     out: list[dict[str, Any]] = []
     step_k = int(step_t // INTERVAL_S)
+    end_k = math.ceil(peak_end_t / INTERVAL_S)
     k = 0
     while k < len(att):
         a = att[k]
@@ -450,18 +453,15 @@ def _recoveries(att: list[float | None], step_t: float) -> list[dict[str, Any]]:
             start = k
             while k < len(att) and (att[k] is None or att[k] < TARGET):  # type: ignore[operator]
                 k += 1
-            frm = (
-                step_k
-                if start >= step_k and not any(d["from_interval"] >= step_k for d in out)
-                else start
-            )
+            of_step = step_k <= start < end_k and not any(d["at_load_step"] for d in out)
+            frm = step_k if of_step else start
             out.append(
                 {
                     "from_interval": frm,
                     "dip_interval": start,
                     "back_at_target_interval": k if k < len(att) else None,
                     "intervals": (k - frm) if k < len(att) else None,
-                    "at_load_step": frm == step_k,
+                    "at_load_step": of_step,
                 }
             )
         k += 1
@@ -540,7 +540,86 @@ def print_summary(r: dict[str, Any]) -> None:
     )
 
 
+def _f(x: float | None, fmt: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, fmt)
+
+
+def bench_section(r: dict[str, Any], command: str, wall_s: float, plot_path: str) -> str:
+    """The run as a BENCHMARKS.md section (make bench includes it as written)."""
+    import os
+    import platform
+
+    sc = r["scenario"]
+    a = r["attainment"]
+    target = sc["slo"]["attainment"]
+    at_step = [d for d in r["recovery_intervals"] if d["at_load_step"]]
+    step = at_step[0] if at_step else None
+    recovered = (
+        "no dip below the target after the load step"
+        if step is None
+        else (
+            f"below the target from interval {step['dip_interval']} (the step is interval "
+            f"{step['from_interval']}), back at it at interval "
+            f"{step['back_at_target_interval']}: **{step['intervals']} intervals** after the step"
+            if step["intervals"] is not None
+            else "**not back at the target by the end of the run**"
+        )
+    )
+    met = {p: (v is not None and v >= target) for p, v in a.items()}
+    lines = [
+        "## Closed loop on a live cluster (make e2e)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+        f"{platform.machine()} with {os.cpu_count()} CPUs (shared), {wall_s / 60:.1f} min wall: "
+        f"`{command}`. What runs and what each figure means: docs/e2e.md.",
+        "",
+        f"A real kube-apiserver/etcd/scheduler/controller-manager with KWOK GPU nodes and "
+        f"a real Prometheus; the fleet emulator serves every Ready pod's vLLM metrics from "
+        f"the twin; `goodput run` as its own process with the helm chart's ServiceAccount. "
+        f"Policy: {sc['profile']} prefill and decode Deployments (4 GPUs a pod), budget "
+        f"{r['budget']} GPUs, SLO TTFT {sc['slo']['ttft_s']:g} s / ITL "
+        f"{sc['slo']['itl_s'] * 1000:g} ms / attainment {target:g}, interval "
+        f"{sc['interval_s']:g} s, start-up delay {sc['startup_delay_s']:g} s. Arrivals: "
+        f"{sc['trace']} ({sc['trace_note']}), {sc['requests']} requests; the load step is "
+        f"19:00 of the replayed day (t = {sc['load_step_t']:g} s).",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+        f"| GPUs held at most (every watch event) | {r['peak_gpus']} of {r['budget']} |",
+        f"| watch events above the budget / grows while above it | "
+        f"{r['over_budget_states']} of {r['watch_events']} / {r['grows_while_over_budget']} |",
+        f"| goodput, exact (emulator, per request) | {r['goodput_exact']:.1f} tokens/s |",
+        f"| goodput, the operator's live estimate (same window) | "
+        f"{_f(r['goodput_estimated'], '.1f')} tokens/s "
+        f"({_f(r['goodput_estimate_error'] and 100 * r['goodput_estimate_error'], '+.1f')} %) |",
+        f"| attainment before / during / after the peak (target {target:g}) | "
+        f"{_f(a['before'])} / {_f(a['during'])} / {_f(a['after'])} |",
+        f"| recovery after the load step | {recovered} |",
+        f"| scale actions (spec.replicas changes) | {r['scale_action_count']} |",
+        f"| GPUs held: most during the peak, at the end, returned | "
+        f"{r['gpus_held_peak_phase_max']}, {r['gpus_held_end']}, "
+        f"{r['gpus_returned_after_peak']} |",
+        f"| requests lost with removed pods | {r['requests_lost_with_deleted_pods']} |",
+        f"| KWOK node checks / found not Ready; pods unready without deletion | "
+        f"{r['kwok_nodes']['checks']} / {len(r['kwok_nodes']['not_ready'])}; "
+        f"{r['pods_unready_without_deletion']} |",
+        "",
+    ]
+    short = [p for p, ok in met.items() if not ok]
+    if short:
+        lines += [
+            "Not met: attainment "
+            + ", ".join(f"{p} the peak {_f(a[p])}" for p in short)
+            + f" is below the {target:g} target.",
+            "",
+        ]
+    lines += [f"![closed loop]({plot_path})", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import shutil
+    import sys
     import tempfile
 
     from tests.harness.tools import tools
@@ -553,7 +632,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hours", type=float, default=24.0)
     ap.add_argument("--out", type=Path, default=Path("out"))
     ap.add_argument("--keep", action="store_true", help="keep the harness directory")
+    ap.add_argument(
+        "--bench-md",
+        type=Path,
+        help="also write the run as a BENCHMARKS.md section here, its plot beside it",
+    )
     args = ap.parse_args(argv)
+    began = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="goodput-e2e-"))
     (work / "cluster").mkdir()
     # Pods drain before they go: a terminating pod is removed when its replica has
@@ -582,11 +667,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         cluster.stop()
         if not args.keep:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
     print_summary(res)
     print(f"wrote {args.out / 'e2e.json'} and {args.out / 'e2e.png'}")
+    if args.bench_md is not None:
+        png = args.bench_md.with_suffix(".png")
+        shutil.copyfile(args.out / "e2e.png", png)
+        cmd = "python -m tests.harness.e2e " + " ".join(sys.argv[1:] if argv is None else argv)
+        args.bench_md.write_text(
+            bench_section(res, cmd.strip(), time.monotonic() - began, str(png))
+        )
+        print(f"wrote {args.bench_md} and {png}")
     return 0
 
 

@@ -10,9 +10,10 @@ test asserts:
   above those at the start) and gave GPUs back after it;
 - the watcher saw no state above the budget and no grow while over it, at any event;
 - the pods stayed Ready (no pod went unready without being deleted: the KWOK leases);
-- after the peak, attainment is at the policy's target, and every dip below it that
-  began at or after the load step was back within ``RECOVERY_MAX`` policy intervals of
-  the step (the loop's delay is 5 intervals: the 20 s metrics window to see the load,
+- after the peak, attainment is at the policy's target, and every dip below it from
+  the load step on was back within ``RECOVERY_MAX`` policy intervals (the load step's
+  counted from the step, a later one, e.g. from a scale-down, from its start; the
+  loop's delay is 5 intervals: the 20 s metrics window to see the load,
   one 10 s interval to act, the 20 s start-up delay; 6 allows the step's own interval;
   the full run took 6). Attainment
   *during* the peak is printed, not asserted: the ramp doubles the load in ~50 s, about
@@ -76,11 +77,11 @@ def test_the_operator_rides_the_peak_within_budget(
     assert ups, r["scale_actions"]
     assert r["attainment"]["after"] >= TARGET, r["attainment"]
     step_k = int(r["scenario"]["load_step_t"] // r["scenario"]["interval_s"])
-    after_step = [d for d in r["recovery_intervals"] if d["dip_interval"] >= step_k]
-    for dip in after_step:
-        assert dip["intervals"] is not None, f"not back at the target: {dip}"
-    if after_step:  # no dip at all after the step: nothing to recover from
-        first = after_step[0]
-        assert first["at_load_step"] and first["intervals"] <= RECOVERY_MAX, after_step
+    # Every dip from the load step on is back at the target within RECOVERY_MAX
+    # intervals: the step's own counted from the step, any later one from its start.
+    for dip in r["recovery_intervals"]:
+        if dip["dip_interval"] >= step_k:
+            assert dip["intervals"] is not None, f"not back at the target: {dip}"
+            assert dip["intervals"] <= RECOVERY_MAX, dip
     assert r["goodput_exact"] > 0
     assert r["goodput_estimated"] is not None and r["goodput_estimated"] > 0

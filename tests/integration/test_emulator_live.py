@@ -160,3 +160,73 @@ def test_pods_are_scraped_by_name_after_the_startup_delay_and_gone_when_deleted(
         assert fleet.replicas()["decode"]["serving"] == 1
         assert len(fleet.lost) == sum(c.inflight for c in gone)
     assert not emulator.problems
+
+
+def test_goodput_emulate_serves_every_policy_named_and_reports_its_truth(
+    cluster: LocalCluster, crd: None, tmp_path: Path
+) -> None:
+    """`goodput emulate` as a process: the fleets of the policies named, read from the
+    API server, their pods in the SD file with their labels while it runs, and each
+    fleet's exact summary at the end."""
+    import json
+    import subprocess
+    import sys
+
+    ns = cluster.create_namespace("emucli")
+    cluster.apply(_deployment("prefill-x", ns, 1))
+    cluster.apply(_deployment("decode-x", ns, 1))
+    wait_until(lambda: len(_pods(cluster, ns, "decode-x")) == 1, 60, "1 decode pod")
+    spec = _spec().model_dump(mode="json", by_alias=True, exclude_none=True)
+    cluster.apply(
+        {
+            "apiVersion": "goodput.dev/v1alpha1",
+            "kind": "GoodputPolicy",
+            "metadata": {"name": "p", "namespace": ns},
+            "spec": spec,
+        }
+    )
+    sd, truth = tmp_path / "sd.json", tmp_path / "truth.json"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "goodput.cli",
+            "emulate",
+            f"--policy={ns}/p",
+            f"--sd-file={sd}",
+            "--duration=20",
+            "--minutes=10",
+            "--mean-rps=2",
+            f"--truth-out={truth}",
+            f"--kubeconfig={cluster.kubeconfig}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def listed() -> bool:
+            return sd.exists() and len(json.loads(sd.read_text() or "[]")) == 2
+
+        wait_until(listed, 30, "both pods in the SD file")
+        groups = json.loads(sd.read_text())
+        labels = sorted((g["labels"]["pool"], g["labels"]["pod"]) for g in groups)
+        assert labels == sorted(
+            [
+                ("decode", *_pods(cluster, ns, "decode-x")),
+                ("prefill", *_pods(cluster, ns, "prefill-x")),
+            ]
+        )
+        assert all(g["labels"]["namespace"] == ns and g["labels"]["policy"] == "p" for g in groups)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    result = json.loads(truth.read_text())
+    fleet = result["fleets"][f"{ns}/p"]
+    assert fleet["seconds"] >= 20 and fleet["requests"] > 10, fleet
+    assert fleet["met"] <= fleet["requests"] and fleet["lost"] == 0
+    assert result["problems"] == []
+    assert json.loads(sd.read_text()) == []  # emptied at the end: nothing left to scrape

@@ -13,7 +13,7 @@ from tests.harness.e2e import INTERVAL_S, _phase, _recoveries
 
 def test_a_dip_after_the_load_step_counts_from_the_step() -> None:
     att: list[float | None] = [1.0, 1.0, 1.0, 1.0, 0.5, 0.2, 0.95, 1.0]
-    (dip,) = _recoveries(att, step_t=2 * INTERVAL_S)
+    (dip,) = _recoveries(att, step_t=2 * INTERVAL_S, peak_end_t=6 * INTERVAL_S)
     assert dip == {
         "from_interval": 2,
         "dip_interval": 4,
@@ -25,7 +25,7 @@ def test_a_dip_after_the_load_step_counts_from_the_step() -> None:
 
 def test_dips_before_the_step_count_from_themselves_and_an_unrecovered_one_is_none() -> None:
     att: list[float | None] = [0.1, 0.95, 1.0, 0.8, None, 0.5]
-    early, late = _recoveries(att, step_t=3 * INTERVAL_S)
+    early, late = _recoveries(att, step_t=3 * INTERVAL_S, peak_end_t=5 * INTERVAL_S)
     assert (early["from_interval"], early["intervals"], early["at_load_step"]) == (0, 1, False)
     # An interval without arrivals does not end a dip.
     assert late["dip_interval"] == 3 and late["intervals"] is None
@@ -33,7 +33,13 @@ def test_dips_before_the_step_count_from_themselves_and_an_unrecovered_one_is_no
 
 
 def test_no_dip_no_entry() -> None:
-    assert _recoveries([1.0, 0.9, None, 0.99], step_t=10.0) == []
+    assert _recoveries([1.0, 0.9, None, 0.99], step_t=10.0, peak_end_t=30.0) == []
+
+
+def test_a_dip_after_the_peak_is_its_own_not_the_load_steps() -> None:
+    att: list[float | None] = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.7, 1.0]
+    (dip,) = _recoveries(att, step_t=1 * INTERVAL_S, peak_end_t=4 * INTERVAL_S)
+    assert (dip["from_interval"], dip["intervals"], dip["at_load_step"]) == (6, 1, False)
 
 
 def test_phases_follow_the_replayed_hour() -> None:
