@@ -618,6 +618,7 @@ def bench_section(r: dict[str, Any], command: str, wall_s: float, plot_path: str
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
     import shutil
     import sys
     import tempfile
@@ -674,6 +675,8 @@ def main(argv: list[str] | None = None) -> int:
         png = args.bench_md.with_suffix(".png")
         shutil.copyfile(args.out / "e2e.png", png)
         cmd = "python -m tests.harness.e2e " + " ".join(sys.argv[1:] if argv is None else argv)
+        if os.environ.get("MAKELEVEL"):  # run by make: say so, as a reader repeats it
+            cmd = f"make e2e` (`{cmd.strip()}"
         args.bench_md.write_text(
             bench_section(res, cmd.strip(), time.monotonic() - began, str(png))
         )
