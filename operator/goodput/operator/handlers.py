@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +91,24 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
+class EndlessBackoffs:
+    """kopf's delays between retries of a failed API request: its default's first
+    steps, then every ``EndlessBackoffs.STEADY_S`` for as long as the API server is
+    away. kopf's default gives up after 8 retries (~54 s); a watch or the peering
+    keep-alive that gives up stops the whole operator, so an API server outage longer
+    than a minute became a crash loop (tests/integration/test_faults.py, 100 s outage).
+    Iterable, not an iterator: kopf iterates it afresh for every request; unsized, so
+    kopf counts attempts without a total."""
+
+    FIRST = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0)
+    STEADY_S = 5.0
+
+    def __iter__(self) -> Iterator[float]:
+        yield from self.FIRST
+        while True:
+            yield self.STEADY_S
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -99,6 +118,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"  # removed from older objects
     settings.networking.request_timeout = 30
     settings.networking.connect_timeout = 10
+    settings.networking.error_backoffs = EndlessBackoffs()
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
     # Events are posted explicitly, one per write or change of decision; kopf's own
