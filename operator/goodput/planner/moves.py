@@ -9,12 +9,14 @@ held, a move still under way included), so it pays when the gain over the window
 exceeds the start-up delay times the goodput of the replicas that leave and of those
 that arrive::
 
-    gain = (G_target - G_now) x T,   T = max(forecastHorizon, startupDelay + interval)
+    gain = (G_target - G_now) x T,
+    T = max(forecastHorizon, scale-down stabilization window, startupDelay + interval)
     cost = (G_target - G_interim) x startupDelay
          = ((G_now - G_interim) + (G_target - G_now)) x startupDelay
 
-(goodput G in requests/s; T is the horizon the forecast looks ahead, at least one
-interval past the start-up so a move can pay at all. The variant planner, weighing moves
+(goodput G in requests/s; T is as long as the planner commits to capacity: the horizon
+the forecast looks ahead, or the scale-down window patience holds a split for, and at
+least one interval past the start-up so a move can pay at all. The variant planner, weighing moves
 between variants, counts only the leaving half as cost.) On bursty traffic this is what
 makes a move at a burst's onset wait: the burst is often over when the replica is
 ready.
