@@ -11,10 +11,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# What kopf's per-object loggers attach for its own use: its whole OperatorSettings
+# (~2 KB, on every "Handler ... succeeded" line: heavy at hundreds of policies) and a
+# posting flag. The object they are about stays (k8s_ref).
+_KOPF_INTERNAL = {"settings", "k8s_skip"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    return {
+        k: v
+        for k, v in vars(record).items()
+        if k not in _STANDARD and k not in _KOPF_INTERNAL and not k.startswith("_")
+    }
 
 
 class TextFormatter(logging.Formatter):
