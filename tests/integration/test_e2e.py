@@ -78,10 +78,16 @@ def test_the_operator_rides_the_peak_within_budget(
     assert r["attainment"]["after"] >= TARGET, r["attainment"]
     step_k = int(r["scenario"]["load_step_t"] // r["scenario"]["interval_s"])
     # Every dip from the load step on is back at the target within RECOVERY_MAX
-    # intervals: the step's own counted from the step, any later one from its start.
+    # intervals: the step's own counted from the step, any later one from its start. A
+    # dip whose deadline lies past the last interval cannot be judged yet (a scale-down
+    # in the last minute, whose removed pod's requests are lost here, makes one).
+    n = len(r["attainment_per_interval"])
     for dip in r["recovery_intervals"]:
-        if dip["dip_interval"] >= step_k:
-            assert dip["intervals"] is not None, f"not back at the target: {dip}"
+        if dip["dip_interval"] < step_k:
+            continue
+        if dip["intervals"] is None:
+            assert n - dip["from_interval"] <= RECOVERY_MAX, f"not back at the target: {dip}"
+        else:
             assert dip["intervals"] <= RECOVERY_MAX, dip
     assert r["goodput_exact"] > 0
     assert r["goodput_estimated"] is not None and r["goodput_estimated"] > 0
