@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -402,6 +403,26 @@ async def stop_loops(**_: Any) -> None:
     LOOPS.clear()
 
 
+# With more loops than this, each waits a fixed phase of its interval before its first
+# tick (``_stagger``).
+STAGGER_MIN_POLICIES = 10
+
+
+async def _stagger(namespace: str, name: str, loop: _Loop) -> None:
+    """Spread the ticks of many policies over the interval. Loops started together (the
+    operator's start-up list, a restart) tick together forever: at 60 policies every
+    tick fired ~2,600 Prometheus queries at once and the p95 tick took 4 s where the
+    median took 0.5 s. A phase fixed by the policy's name (crc32, so the same after a
+    restart) spreads them; a spec change ends the wait at once. Few policies (tests,
+    small fleets) start at once, as before."""
+    if len(LOOPS) <= STAGGER_MIN_POLICIES:
+        return
+    interval = _interval(dict(loop.body.get("spec") or {}))
+    phase = (zlib.crc32(f"{namespace}/{name}".encode()) % 1000) / 1000.0 * interval
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(loop.wake.wait(), phase)
+
+
 async def _run(key: tuple[str, str], loop: _Loop) -> None:
     namespace, name = key
     reconciler = Reconciler(
@@ -412,6 +433,7 @@ async def _run(key: tuple[str, str], loop: _Loop) -> None:
     failures = 0
     was_active: bool | None = None
     try:
+        await _stagger(namespace, name, loop)
         while True:
             body = loop.body
             spec = dict(body.get("spec") or {})
