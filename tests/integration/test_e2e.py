@@ -71,7 +71,12 @@ def test_the_operator_rides_the_peak_within_budget(
     assert r["kwok_nodes"]["checks"] > 50 and not r["kwok_nodes"]["not_ready"], r["kwok_nodes"]
     step_t = r["scenario"]["load_step_t"]
     at_step = [h for t, h in r["timeline"]["held"] if t <= step_t][-1]
-    assert r["gpus_held_peak_phase_max"] > at_step, "the operator did not grow for the peak"
+    # It grows for the peak, unless it already held the whole budget at the step (the
+    # planner may keep every GPU that adds goodput before it: then there is nothing to
+    # grow into, and the scale-ups below are what show it scaled up for the day).
+    assert r["gpus_held_peak_phase_max"] > at_step or at_step == r["budget"], (
+        "the operator did not grow for the peak"
+    )
     assert r["gpus_returned_after_peak"] > 0, "no GPUs given back after the peak"
     ups = [a for a in r["scale_actions"] if a["replicas"] > 2]
     assert ups, r["scale_actions"]
