@@ -304,3 +304,40 @@ def test_a_move_under_way_is_what_a_new_move_is_weighed_against() -> None:
     assert under_way.interim == naive.interim == {"prefill": 4, "decode": 1}
     assert under_way.now_rps > naive.now_rps
     assert under_way.gain < naive.gain
+
+
+def test_on_a_rising_ramp_a_move_is_weighed_at_the_demand_when_it_would_serve() -> None:
+    """A ramp (20 req/s now, rising 0.5 req/s each second): the arriving replicas serve
+    only after the 60 s start-up, when demand is on the level + trend path, not at the
+    rate observed now. The move to 5/3 does not pay at the rate now, pays at the path's
+    demand then, and is made; the check the planner names is the one at that demand."""
+    spec = _with_startup(disagg_spec(8, max_p=7, max_d=7), "60s")
+    now, rate, trend = 115.0, 20.0, 0.5
+    state = PlannerState(
+        forecast=ForecastState(rate, trend, 0.5, now - 15.0, ()),
+        last_traffic=(now - 15.0, 2000.0, 250.0, 100.0),
+        patient=True,
+        started=0.0,
+    )
+    cur = Allocation(pools={"prefill": 3, "decode": 5})
+    obs = observation(rate, ready=dict(cur.pools), now=now)
+    got, new_state = plan(spec, obs, cur, state, now)
+    target = got.allocation().pools
+    assert got.reason != Reason.MoveWouldNotPay and is_rebalance(cur.pools, target)
+    model = pool_model(spec, obs, cur, {})
+    at_rate = check_move(
+        model.problem(Demand(rate, 2000.0, 250.0)), cur.pools, target, 300.0, 60.0, 15.0
+    )
+    assert not at_rate.pays
+    f = new_state.forecast
+    assert f is not None and f.trend > 0
+    served_at = f.level + f.trend * 60.0
+    assert served_at > rate
+    at_path = check_move(
+        model.problem(Demand(served_at, 2000.0, 250.0)), cur.pools, target, 300.0, 60.0, 15.0
+    )
+    assert at_path.pays
+    # Flat at the same rate, the low end is the rate now and the move is not made.
+    flat = replace(state, forecast=ForecastState(rate, 0.0, 0.5, now - 15.0, ()))
+    held, _ = plan(spec, obs, cur, flat, now)
+    assert held.allocation().pools != target

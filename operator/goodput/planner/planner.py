@@ -716,9 +716,17 @@ def plan(
     expected = min(fstate.recent[-1][1] + (backlog / drain_s if backlog else 0.0), demand_rate)
     expected = min(max(expected, rate), problem.demand.rate_rps)
     # Robust over the plausible range: the move must pay at the expected demand and at
-    # the rate observed now (the first one that it does not pay at is the one shown).
+    # the lowest demand plausible while it pays back (the first one that it does not pay
+    # at is the one shown). Its gain accrues only once the arriving replicas serve,
+    # startupDelay from now, so on a rising trend that low end is the level + trend
+    # path at t + startupDelay (no noise quantile; the rate observed now is already
+    # past by then: on the e2e ramp, weighed at the rate observed, a move the peak
+    # needed was held a tick); on a flat or falling one, the rate observed now.
     move = None
-    levels = sorted({expected, min(rate + (backlog / drain_s if backlog else 0.0), expected)})
+    queue = backlog / drain_s if backlog else 0.0
+    arrival = fstate.level + max(fstate.trend, 0.0) * parse_duration(spec.behavior.startup_delay)
+    low = max(rate, arrival if fstate.trend > 0 else 0.0) + queue
+    levels = sorted({expected, min(low, expected)})
     for level in reversed(levels):
         at_level = _problem(
             ctx, tiers, hit, floors, replace(problem.demand, rate_rps=max(level, 1e-9)), factors
