@@ -176,6 +176,15 @@ def test_an_unservable_forecast_does_not_change_the_split() -> None:
     assert below is not None and below.satisfiable
     assert above is not None and not above.satisfiable
     assert plans[0].allocation().pools == below.best.pools
+    # The per-pool figures the message gives are the chosen split's at that demand, not
+    # those of the forecast's best split (which was not taken).
+    for role, n in plans[0].allocation().pools.items():
+        per = re.search(
+            rf"{role} (?:TTFT|ITL) [^;]* at ([\d.]+) req/s per replica", plans[0].message
+        )
+        assert per is not None, plans[0].message
+        assert float(per.group(1)) == pytest.approx(cap / n, abs=0.01)
+    assert f"(the split planned for the {cap:.2f} req/s servable)" in plans[0].message
 
 
 def test_under_overload_now_the_plan_is_for_the_observed_rate() -> None:

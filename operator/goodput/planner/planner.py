@@ -741,12 +741,23 @@ def plan(
     if uncapped is not None:
         # What bound the forecast (the budget, or maxReplicas) still names the decision.
         over = _finish(ctx, uncapped[0], uncapped[1], current, floors, rate, quality)
+        # ... but the per-pool figures are the chosen split's, at the demand it is planned
+        # for: the forecast's own best split (not taken) described the decision before.
+        stages = [
+            explain.stage_sentence(
+                res.chosen, prob.pools, prob.demand.rate_rps, ctx.ttft_slo, ctx.itl_slo
+            )
+            for prob, res in (uncapped, (problem, result))
+        ]
+        planned_for = (
+            f"{stages[1]} (the split planned for the {problem.demand.rate_rps:.2f} req/s servable)"
+        )
         plan_out = plan_out.model_copy(
             update={
                 "reason": over.reason,
                 "binding_constraint": over.binding_constraint,
                 "binding_pool": over.binding_pool,
-                "message": over.message,
+                "message": over.message.replace(stages[0], planned_for, 1),
                 "predicted_attainment": result.chosen.goodput_rps / demand_rate,
             }
         )
