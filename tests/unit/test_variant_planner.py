@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from goodput.api.spec import GoodputPolicySpec
@@ -356,6 +356,21 @@ def test_runner_up_and_flip_are_explained() -> None:
     cur_b=st.integers(1, 2),
     disagg=st.booleans(),
     startup=st.sampled_from(["0s", "60s"]),
+)
+# Found by hypothesis: 32 GPUs held against a budget of 24 (the 405B at 1 + 2 replicas of
+# 8 GPUs), and a move between variants that did not pay kept them all.
+@example(
+    rate=41.0,
+    c=0.0,
+    budget=24,
+    lo_a=0,
+    lo_b=0,
+    hi_a=60,
+    split=0,
+    cur_a=2,
+    cur_b=2,
+    disagg=True,
+    startup="60s",
 )
 def test_shares_sum_to_100_within_bounds_and_the_budget_holds(
     rate: float,

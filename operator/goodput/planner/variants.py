@@ -738,7 +738,16 @@ def _decide(
         {r: min(ready[i].get(r, 0), planned[i][r]) for r in planned[i]} for i in range(len(vs))
     ]
     gain = loss = v_now = v_mid = 0.0
-    if grows and shrinks and startup > 0 and not search.all_negative:
+    # Only an allocation within the budget can be kept: one above it (a budget cut, a
+    # hand-scaled target) is never held for a move's start-up, the plan brings it back.
+    held_gpus = sum(v.model.gpus(current_pools[i]) for i, v in enumerate(vs))
+    if (
+        grows
+        and shrinks
+        and startup > 0
+        and not search.all_negative
+        and held_gpus <= spec.gpu_budget
+    ):
         now_shares = search.best_shares_at(ready, shares_now)
         v_now = search.value_at(now_shares, ready)
         mid_shares = search.best_shares_at(interim, shares_now)
