@@ -298,6 +298,23 @@ def test_burst_goodput_counts_the_candidates_kv_tiers() -> None:
     )
 
 
+def test_burst_goodput_keeps_the_demands_measured_variability() -> None:
+    """The burst is the demand's own stream at BURST x the rate: its measured arrival
+    dispersion and prompt spread stay (a bursty stream's burst queues more than a
+    Poisson one's, so it serves fewer requests within the SLO)."""
+    spec = disagg_spec(8, max_p=7, max_d=7)
+    cur = Allocation(pools={"prefill": 4, "decode": 4})
+    model = pool_model(spec, observation(12.0), cur, {})
+    cand = _candidate({"prefill": 4, "decode": 4}, 0.0)
+    bursty = model.problem(Demand(12.0, 2000.0, 250.0, arrival_scv=20.0, input_scv=2.0))
+    poisson = model.problem(Demand(12.0, 2000.0, 250.0))
+    want = goodput_at(
+        replace(bursty, demand=replace(bursty.demand, rate_rps=12.0 * BURST)), cand.pools
+    )
+    assert _burst_goodput(bursty, cand) == pytest.approx(want)
+    assert _burst_goodput(bursty, cand) < _burst_goodput(poisson, cand) * (1 - EPSILON)
+
+
 def test_a_move_under_way_is_what_a_new_move_is_weighed_against() -> None:
     """Decode 1 -> 3 is under way (2 decode replicas still starting): a further move is
     weighed against 5/3 once ready, not against the half-done 5/1 serving now, which

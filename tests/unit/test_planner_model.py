@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from goodput.planner.model import (
+    ITL_BASE_CV,
+    LIFETIME_AVERAGE,
     CacheEffect,
     Demand,
     decode_batch_cap,
@@ -141,6 +143,52 @@ def test_decode_itl_grows_with_batch_and_context() -> None:
     long = decode_curve(p, 1.0, Demand(40.0, 8000.0, 200.0), 0.05, 8).mean_latency
     assert long[2] > short[2]
     assert short[2] > short[8]  # fewer replicas, bigger batch, slower step
+
+
+def _itl_sigma(curve_att: float, mean: float, slo: float) -> float:
+    """The normal spread that gives attainment ``curve_att`` at ``slo`` around ``mean``."""
+    from statistics import NormalDist
+
+    return (slo - mean) / NormalDist().inv_cdf(curve_att)
+
+
+def test_step_noise_averages_out_over_a_requests_output_tokens() -> None:
+    """At one replica and no load (batch ~ 0), the per-request ITL spread is the step
+    noise alone: ITL_BASE_CV x ITL / sqrt(O - 1), so 400 output tokens spread 1/sqrt(399)
+    of what a 2-token request does."""
+    p = H100_8B
+    slos = {}
+    for out in (2.0, 400.0):
+        curve = decode_curve(p, 1.0, Demand(1e-9, 1000.0, out), 1.0, 1)
+        mean = float(curve.mean_latency[1])
+        slo = mean * (1.0 + ITL_BASE_CV / math.sqrt(out - 1.0))  # one sigma above
+        att = decode_curve(p, 1.0, Demand(1e-9, 1000.0, out), slo, 1).attainment[1]
+        assert att == pytest.approx(0.8413, abs=2e-3)
+        slos[out] = _itl_sigma(float(att), mean, slo)
+    assert slos[400.0] / slos[2.0] == pytest.approx(1.0 / math.sqrt(399.0), rel=0.02)
+
+
+def test_load_balanced_replicas_share_the_batch_spread() -> None:
+    """Same load per replica on 1 and on 8 replicas: the same mean ITL, but the batch
+    term's variance is shared by the 8 (N / 8), so a threshold just above the mean is met
+    by more requests on 8 replicas; the batch term keeps LIFETIME_AVERAGE (2/e) of its
+    variance, a request averaging its batch over its lifetime."""
+    p = H100_8B
+    one = decode_curve(p, 1.0, Demand(10.0, 1000.0, 200.0), 1.0, 1)
+    eight = decode_curve(p, 1.0, Demand(80.0, 1000.0, 200.0), 1.0, 8)
+    mean = float(one.mean_latency[1])
+    assert float(eight.mean_latency[8]) == pytest.approx(mean)
+    slo = mean * 1.02
+    a1 = float(decode_curve(p, 1.0, Demand(10.0, 1000.0, 200.0), slo, 1).attainment[1])
+    a8 = float(decode_curve(p, 1.0, Demand(80.0, 1000.0, 200.0), slo, 8).attainment[8])
+    assert a8 > a1 + 0.05
+    ctx = 1000.0 + 100.0
+    slope = p.decode_per_seq_s + p.decode_per_ctx_token_s * ctx
+    batch = 10.0 * 200.0 * mean
+    step = (ITL_BASE_CV * mean) ** 2 / 199.0
+    for n, att in ((1, a1), (8, a8)):
+        want = math.sqrt(step + LIFETIME_AVERAGE * slope**2 * batch / n)
+        assert _itl_sigma(att, mean, slo) == pytest.approx(want, rel=0.02)
 
 
 def test_kv_memory_caps_the_batch_and_the_served_rate() -> None:

@@ -311,10 +311,12 @@ def test_gpus_move_only_when_the_gain_pays_for_the_start_up() -> None:
 def test_weights_follow_the_replicas_that_serve_now() -> None:
     """While the 405B's new replicas start, the split is the best one for the replicas
     that serve (each pool at the lower of ready and planned: the 70B already shrunk, the
-    405B not yet grown); the message says where it goes once they are ready."""
+    405B not yet grown); the message says where it goes once they are ready. Compared
+    with the same policy without the start-up delay (same horizon, so the same forecast:
+    only the start-up differs)."""
     spec = _spec(0.5, "1s", "50ms", startup="60s", horizon="30m")
     plan = _plan(spec, 30.0, _current(16, 4))
-    at_once = _plan(_spec(0.5, "1s", "50ms"), 30.0, _current(16, 4))
+    at_once = _plan(_spec(0.5, "1s", "50ms", horizon="30m"), 30.0, _current(16, 4))
     assert _gpus(plan) == _gpus(at_once)  # the same target replicas
     assert plan.shares != at_once.shares
     assert "once the new ones are ready it moves to" in plan.message

@@ -281,9 +281,10 @@ def _fmt(pools: dict[str, int]) -> str:
 
 def _burst_goodput(problem: Problem, cand: Candidate) -> float:
     """Goodput (requests/s) of ``cand`` (its tier sizes and cache effect included) at
-    ``BURST`` x the demand."""
+    ``BURST`` x the demand, with the demand's measured arrival dispersion and prompt
+    spread (a burst of a bursty stream is no Poisson one)."""
     d = problem.demand
-    burst = Demand(d.rate_rps * BURST, d.input_tokens, d.output_tokens)
+    burst = replace(d, rate_rps=d.rate_rps * BURST)
     sizes = tuple(cand.tiers.get(t.name, t.current) for t in problem.tiers)
     return _goodput_with(replace(problem, demand=burst), cand.pools, sizes)
 
@@ -480,7 +481,8 @@ def headroom(
     """Only the counts it reads are computed: O(max replicas) per KV-tier option
     (``options``: ``tier_options(problem)``, when the caller has them)."""
     rate = problem.demand.rate_rps
-    idle = Demand(_IDLE_RPS, problem.demand.input_tokens, problem.demand.output_tokens)
+    # The zero-load limit keeps the measured prompt spread (it sets the prefill tail).
+    idle = replace(problem.demand, rate_rps=_IDLE_RPS)
     ones = {p.role: 1 for p in problem.pools}
     his = {p.role: p.hi for p in problem.pools}
     ceiling = {"ttft": 0.0, "itl": 0.0}
