@@ -74,6 +74,17 @@ def test_shortfalls_are_not_met_with_figures() -> None:
     assert "clairvoyant / best tuned = 1.176" in v["tuned"].detail
     assert v["plan"].status == NOT_MET
     assert v["clairvoyant"].cell() == "NOT MET (0.900)"
+    assert "short by 7.22%" in v["clairvoyant"].detail  # 1 - 90 / 97
+    assert "short by 5.26%" in v["static-best"].detail  # 1 - 90 / 95
+
+
+def test_a_shortfall_hidden_by_rounding_shows_four_digits() -> None:
+    s = results(goodput=2443.1, static_best=2444.3, clairvoyant=2444.3)
+    v = by_key(targets.check(s, bursty=True, plan_ms_512=None))
+    assert v["static-best"].status == NOT_MET
+    assert v["static-best"].cell() == "NOT MET (0.9995)"
+    assert "short by 0.05%" in v["static-best"].detail
+    assert v["clairvoyant"].cell() == "met (1.000)"  # 3 digits away from its 0.97
 
 
 def test_tuned_target_below_the_clairvoyant_bound_cannot_be_met() -> None:
@@ -137,7 +148,7 @@ def test_gpu_hours_at_equal_goodput(g: float, gh: float, status: str, words: str
     assert v.status == status
     assert words in v.detail
     assert v.ratio == pytest.approx(gh / 10.0)
-    assert f"GPU-hours {gh:.2f} vs 10.00" in v.detail
+    assert f"GPU-hours {gh:.3f} vs 10.000" in v.detail
 
 
 def test_budget_violations_per_controller() -> None:
@@ -214,3 +225,11 @@ def test_held_out_cases_are_defined_and_reported_apart(tmp_path: Any) -> None:
     # 70 < 0.97 x 100 on the held-out case; 90 too on the tuned one
     assert "- >= 0.97 x clairvoyant: **not met**; goodput 70.0 vs 0.97 x 100.0" in held_part
     assert "NOT MET (0.900)" in summary
+
+
+def test_unknown_case_key_is_an_error(tmp_path: Any) -> None:
+    from goodput.sim.bench import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--traces", str(tmp_path), "--plots", str(tmp_path), "--cases", "azure-codee"])
+    assert e.value.code == 2

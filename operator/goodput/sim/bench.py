@@ -735,7 +735,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="BENCHMARKS.md", help="Markdown report to write")
     ap.add_argument("--traces", help=f"directory of the full traces (default: {DEFAULT_TRACES})")
     ap.add_argument("--plots", default="docs/bench", help="directory for the PNG plots")
-    ap.add_argument("--cases", help="comma list of case keys (default: all)")
+    ap.add_argument(
+        "--cases",
+        help="comma list of case keys (default: all): "
+        + ", ".join(c.key + (" (held out)" if c.held_out else "") for c in cases()),
+    )
     ap.add_argument("--controllers", help="comma list (default: all available)")
     ap.add_argument(
         "--changes",
@@ -769,6 +773,9 @@ def main(argv: list[str] | None = None) -> int:
     selected = cases()
     if args.cases:
         keys = set(args.cases.split(","))
+        unknown = keys - {c.key for c in selected}
+        if unknown:
+            ap.error(f"unknown case(s): {', '.join(sorted(unknown))}")
         selected = [c for c in selected if c.key in keys]
     t_all = time.perf_counter()
     bar = ProgressBar(enabled=not args.quiet)

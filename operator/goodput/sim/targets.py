@@ -50,6 +50,7 @@ class Verdict:
     detail: str  # the figures it was decided on
     ratio: float | None = None  # the headline ratio, for the summary cell
     note: str = ""  # instead of the ratio in the summary cell
+    need: float | None = None  # the ratio's threshold (more digits when 3 would hide it)
 
     def line(self) -> str:
         return f"- {self.target}: **{self.status}**; {self.detail}"
@@ -58,15 +59,24 @@ class Verdict:
         head = {MET: "met", NOT_MET: "NOT MET", CANNOT: "cannot", NA: "n/a"}[self.status]
         if self.note:
             return f"{head}: {self.note}"
-        return head if self.ratio is None else f"{head} ({self.ratio:.3f})"
+        if self.ratio is None:
+            return head
+        shown = f"{self.ratio:.3f}"
+        if self.need is not None and round(self.ratio, 3) == round(self.need, 3):
+            shown = f"{self.ratio:.4f}"  # e.g. 0.9995 against 1: not "1.000"
+        return f"{head} ({shown})"
 
 
 def _ge(value: float, need: float) -> bool:
     return value >= need * (1 - TIE)
 
 
-def _pct(a: float, b: float) -> str:
-    return f"{100 * (a / b - 1):+.1f}%" if b else "n/a"
+def _pct(a: float, b: float, digits: int = 1) -> str:
+    return f"{100 * (a / b - 1):+.{digits}f}%" if b else "n/a"
+
+
+def _short(value: float, need: float) -> str:
+    return f"; short by {100 * (1 - value / need):.2f}%" if need > 0 else ""
 
 
 def check(s: dict[str, dict[str, Any]], bursty: bool, plan_ms_512: float | None) -> list[Verdict]:
@@ -89,8 +99,17 @@ def check(s: dict[str, dict[str, Any]], bursty: bool, plan_ms_512: float | None)
         detail = (
             f"goodput {gv:.1f} vs {CLAIRVOYANT_FACTOR:g} x {cv:.1f} = "
             f"{CLAIRVOYANT_FACTOR * cv:.1f} tok/s (goodput / clairvoyant = {gv / cv:.3f})"
+        ) + ("" if ok else _short(gv, CLAIRVOYANT_FACTOR * cv))
+        out.append(
+            Verdict(
+                "clairvoyant",
+                t,
+                MET if ok else NOT_MET,
+                detail,
+                gv / cv,
+                need=CLAIRVOYANT_FACTOR,
+            )
         )
-        out.append(Verdict("clairvoyant", t, MET if ok else NOT_MET, detail, gv / cv))
 
     # 2. >= static-best (bursty cases)
     sb = ref.get("static-best")
@@ -111,7 +130,8 @@ def check(s: dict[str, dict[str, Any]], bursty: bool, plan_ms_512: float | None)
     else:
         ok = _ge(gv, sb)
         detail = f"goodput {gv:.1f} vs {sb:.1f} tok/s (goodput / static-best = {gv / sb:.3f})"
-        out.append(Verdict("static-best", t, MET if ok else NOT_MET, detail, gv / sb))
+        detail += "" if ok else _short(gv, sb)
+        out.append(Verdict("static-best", t, MET if ok else NOT_MET, detail, gv / sb, need=1.0))
 
     # 3. >= 1.15 x the best tuned baseline (bursty cases)
     t = f">= {TUNED_FACTOR:g} x best tuned baseline (of {', '.join(TUNED)}; bursty cases)"
@@ -130,7 +150,7 @@ def check(s: dict[str, dict[str, Any]], bursty: bool, plan_ms_512: float | None)
         if not bursty:
             out.append(Verdict("tuned", t, NA, f"not a bursty case; {head}", r))
         elif _ge(gv, need):
-            out.append(Verdict("tuned", t, MET, head, r))
+            out.append(Verdict("tuned", t, MET, head, r, need=TUNED_FACTOR))
         elif cv is not None and bv > 0 and not _ge(cv, need):
             bound = (
                 f"{head}; cannot be met by any controller that holds one split: "
@@ -142,10 +162,12 @@ def check(s: dict[str, dict[str, Any]], bursty: bool, plan_ms_512: float | None)
                     f"; oracle (re-splits every interval, no start-up delay) / best "
                     f"tuned = {ov / bv:.3f}, which {reach}"
                 )
-            out.append(Verdict("tuned", t, CANNOT, bound, r))
+            out.append(Verdict("tuned", t, CANNOT, bound, r, need=TUNED_FACTOR))
         else:
             extra = f"; clairvoyant / best tuned = {cv / bv:.3f}" if cv is not None else ""
-            out.append(Verdict("tuned", t, NOT_MET, head + extra, r))
+            out.append(
+                Verdict("tuned", t, NOT_MET, head + _short(gv, need) + extra, r, need=TUNED_FACTOR)
+            )
 
     # 4. never below any baseline
     t = f"never below any baseline ({', '.join(EVERY_BASELINE)})"
@@ -190,20 +212,34 @@ def check(s: dict[str, dict[str, Any]], bursty: bool, plan_ms_512: float | None)
     else:
         gh, sh = float(g["gpu_hours"]), float(sbr["gpu_hours"])
         figs = (
-            f"goodput {gv:.1f} vs {sb:.1f} tok/s ({_pct(gv, sb)}), GPU-hours {gh:.2f} vs "
-            f"{sh:.2f} ({_pct(gh, sh)})"
+            f"goodput {gv:.1f} vs {sb:.1f} tok/s ({_pct(gv, sb)}), GPU-hours {gh:.3f} vs "
+            f"{sh:.3f} ({_pct(gh, sh, 2)})"
         )
         fewer = gh <= sh * (1 + TIE)
         rel = gv / sb - 1
         if abs(rel) <= EQUAL_GOODPUT:
-            out.append(Verdict("gpu-hours", t, MET if fewer else NOT_MET, figs, gh / sh))
+            out.append(Verdict("gpu-hours", t, MET if fewer else NOT_MET, figs, gh / sh, need=1.0))
         elif rel > 0 and fewer:
             out.append(
-                Verdict("gpu-hours", t, MET, f"{figs}: more goodput on no more GPU-hours", gh / sh)
+                Verdict(
+                    "gpu-hours",
+                    t,
+                    MET,
+                    f"{figs}: more goodput on no more GPU-hours",
+                    gh / sh,
+                    need=1.0,
+                )
             )
         elif rel < 0 and not fewer:
             out.append(
-                Verdict("gpu-hours", t, NOT_MET, f"{figs}: less goodput on more GPU-hours", gh / sh)
+                Verdict(
+                    "gpu-hours",
+                    t,
+                    NOT_MET,
+                    f"{figs}: less goodput on more GPU-hours",
+                    gh / sh,
+                    need=1.0,
+                )
             )
         else:
             out.append(
@@ -215,6 +251,7 @@ def check(s: dict[str, dict[str, Any]], bursty: bool, plan_ms_512: float | None)
                     f"goodput per GPU-hour {g['goodput_per_gpu_hour']:.0f} vs "
                     f"{sbr['goodput_per_gpu_hour']:.0f}",
                     gh / sh,
+                    need=1.0,
                 )
             )
 
