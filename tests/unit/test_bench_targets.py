@@ -85,6 +85,11 @@ def test_a_shortfall_hidden_by_rounding_shows_four_digits() -> None:
     assert v["static-best"].cell() == "NOT MET (0.9995)"
     assert "short by 0.05%" in v["static-best"].detail
     assert v["clairvoyant"].cell() == "met (1.000)"  # 3 digits away from its 0.97
+    # a clairvoyant bound just above 1.15 x the best tuned one: 4 digits, plain "not met"
+    s2 = results(goodput=124.7, clairvoyant=127.0, llmd_slo=110.4)
+    t = by_key(targets.check(s2, bursty=True, plan_ms_512=None))["tuned"]
+    assert t.status == NOT_MET
+    assert "clairvoyant / best tuned = 1.1504" in t.detail
 
 
 def test_tuned_target_below_the_clairvoyant_bound_cannot_be_met() -> None:

@@ -75,6 +75,11 @@ def _pct(a: float, b: float, digits: int = 1) -> str:
     return f"{100 * (a / b - 1):+.{digits}f}%" if b else "n/a"
 
 
+def _digits(x: float, need: float) -> str:
+    """3 decimals, or 4 where 3 would print the threshold itself (1.150 vs 1.15)."""
+    return f"{x:.4f}" if round(x, 3) == round(need, 3) else f"{x:.3f}"
+
+
 def _short(value: float, need: float) -> str:
     return f"; short by {100 * (1 - value / need):.2f}%" if need > 0 else ""
 
@@ -154,17 +159,21 @@ def check(s: dict[str, dict[str, Any]], bursty: bool, plan_ms_512: float | None)
         elif cv is not None and bv > 0 and not _ge(cv, need):
             bound = (
                 f"{head}; cannot be met by any controller that holds one split: "
-                f"clairvoyant / best tuned = {cv / bv:.3f}"
+                f"clairvoyant / best tuned = {_digits(cv / bv, TUNED_FACTOR)}"
             )
             if ov is not None:
                 reach = "reaches it" if _ge(ov, need) else "is below it too"
                 bound += (
                     f"; oracle (re-splits every interval, no start-up delay) / best "
-                    f"tuned = {ov / bv:.3f}, which {reach}"
+                    f"tuned = {_digits(ov / bv, TUNED_FACTOR)}, which {reach}"
                 )
             out.append(Verdict("tuned", t, CANNOT, bound, r, need=TUNED_FACTOR))
         else:
-            extra = f"; clairvoyant / best tuned = {cv / bv:.3f}" if cv is not None else ""
+            extra = (
+                f"; clairvoyant / best tuned = {_digits(cv / bv, TUNED_FACTOR)}"
+                if cv is not None and bv > 0
+                else ""
+            )
             out.append(
                 Verdict("tuned", t, NOT_MET, head + _short(gv, need) + extra, r, need=TUNED_FACTOR)
             )
