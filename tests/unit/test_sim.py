@@ -453,12 +453,14 @@ def test_simulate_cli_demo_writes_json_plot_and_requests(tmp_path: Path) -> None
         "actions",
         "peak_gpus",
         "budget",
+        "budget_violations",
         "ratio_to_oracle",
         "inflight_lost",
     }
     for v in data.values():
         assert set(v) == keys
         assert v["peak_gpus"] <= v["budget"]
+        assert v["budget_violations"] == 0
         assert isinstance(v["inflight_lost"], int) and v["inflight_lost"] >= 0
     assert png.stat().st_size > 1000
     lines = csv_path.read_text().splitlines()

@@ -33,6 +33,8 @@ def summary(results: dict[str, RunResult]) -> dict[str, dict[str, Any]]:
             "actions": r.actions,
             "peak_gpus": r.peak_gpus,
             "budget": r.budget,
+            # Changes (writes, replicas gone) after which more GPUs were held than the budget.
+            "budget_violations": r.budget_violations,
             "ratio_to_oracle": (round(g / ref, 4) if ref else None),
             # Requests in flight on the replicas its scale-downs removed (docs/drain.md).
             "inflight_lost": inflight_lost(r.writes),
