@@ -509,3 +509,23 @@ def test_a_variant_without_traffic_keeps_no_floor_from_its_missed_slo() -> None:
     assert a.pools["aggregated"].replicas == spec.variants[0].pools[0].min_replicas
     assert Reason.FloorReleased in {x.reason for x in a.adjustments}
     _check_invariants(spec, plan)
+
+
+def test_a_variant_with_traffic_keeps_no_floor_that_traps_the_gpus_elsewhere() -> None:
+    """The support chatbot's trap (variant bench): the 405B INT4 misses its SLO on 48 of
+    the 64 GPUs and must take at least 10 % of the traffic, so the share-0 release never
+    applies. Its "do not shrink a violating pool" floor would hold those GPUs while it
+    serves nothing on time, leaving the 70B 16 GPUs and sending the 405B more traffic to
+    shed the 70B's excess (before the fix: 60 % of 80 req/s to a variant predicted to
+    serve none of it on time). The floor goes when the model rates a split it forbids
+    better, as the single-model planner releases floors within one variant."""
+    spec = _spec(0.2, "500ms", "50ms", shares_b=(10, 100))
+    bad = LatencySummary(attainment=0.3, mean_s=2.0)
+    obs = {A: _obs(56.0), B: _obs(24.0, ttft=bad, itl=bad)}
+    current = _current(8, 6)  # 16 GPUs of TP2 70B, 48 of TP8 405B INT4
+    plan, _ = plan_variants(spec, obs, current, None, 0.0, None, {A: 70, B: 30})
+    _check_invariants(spec, plan)
+    b = plan.variants[B]
+    assert plan.shares == {A: 90, B: 10}
+    assert b.plan.total_gpus < 48 and plan.variants[A].plan.total_gpus > 16
+    assert Reason.FloorReleased in {x.reason for x in b.plan.adjustments}

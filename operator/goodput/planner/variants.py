@@ -311,6 +311,8 @@ class _Search:
         eta = 1e-6 * max(positive, default=1.0)
         # Serving weight of each variant's on-time tokens when GPUs are split.
         self.weights = [max(v.value, 0.0) + eta for v in variants]
+        # Variants whose violation floors were released for this tick, with why.
+        self.released: dict[str, str] = {}
 
     def demand_of(self, i: int, share: int, rate: float | None = None) -> Demand:
         total = self.demand if rate is None else rate
@@ -585,8 +587,45 @@ def plan_variants(
     if total_rate == 0.0 and (last is None or now - last[0] > patience):
         return _zero_demand(spec, vs, shares_now, new_state)
 
-    search = _Search(spec, vs, demand_rps, mean_in, mean_out)
+    search = _release_trapping_floors(_Search(spec, vs, demand_rps, mean_in, mean_out))
     return _decide(spec, search, shares_now, startup, horizon, new_state)
+
+
+def _release_trapping_floors(search: _Search) -> _Search:
+    """The search without the "do not shrink a violating pool" floors when they trap
+    the plan in a split the model itself rates worse than one they forbid (the
+    single-model planner's rule, across variants): a variant missing its SLO keeps its
+    floors only while they cost no value. Otherwise a variant that serves (almost)
+    nothing on time at any replica count holds its GPUs for as long as it gets any
+    traffic, and it gets traffic because the GPUs it holds are not where they serve."""
+    floored = [v for v in search.vs if v.model.floors]
+    if not floored or search.all_negative:
+        return search
+    splits = search.splits(search.combos)
+    vs = [
+        dataclasses.replace(v, model=dataclasses.replace(v.model, floors={}))
+        if v.model.floors
+        else v
+        for v in search.vs
+    ]
+    free = _Search(search.spec, vs, search.demand, search.input_tokens, search.output_tokens)
+    free_splits = free.splits(free.combos)
+    if not free_splits:
+        return search
+    best_free = max(x.value for x in free_splits)
+    best = max((x.value for x in splits), default=-math.inf)
+    if best_free <= best + STEADY_TOLERANCE * abs(best) + 1e-9:
+        return search
+    free.released = {
+        v.name: (
+            f"the floors of its pools missing their SLO"
+            f" ({', '.join(f'{r} {n}' for r, n in sorted(v.model.floors.items()))}) would"
+            f" keep the GPUs where the best split serves {best:.1f}/s of value where"
+            f" {best_free:.1f}/s is possible without them: floors released"
+        )
+        for v in floored
+    }
+    return free
 
 
 def _hold_all(
@@ -696,6 +735,10 @@ def _decide(
                     message=f"{v.name} gets no traffic at this split: the floors of its"
                     f" pools missing their SLO ({floors}) are released",
                 )
+                plan_i = out[v.name]
+                out[v.name] = plan_i.model_copy(update={"adjustments": (*plan_i.adjustments, note)})
+            elif v.name in search.released:
+                note = Adjustment(reason=Reason.FloorReleased, message=search.released[v.name])
                 plan_i = out[v.name]
                 out[v.name] = plan_i.model_copy(update={"adjustments": (*plan_i.adjustments, note)})
         pools = [out[v.name].allocation().pools for v in vs]
