@@ -117,15 +117,25 @@ def test_pods_are_scraped_by_name_after_the_startup_delay_and_gone_when_deleted(
     ns = cluster.create_namespace("emu")
     cluster.apply(_deployment("prefill-x", ns, 1))
     cluster.apply(_deployment("decode-x", ns, 2))
+    # Both targets' pods exist before the emulator starts (a pod that turns up after the
+    # start is a new one and serves only after the start-up delay).
     wait_until(lambda: len(_pods(cluster, ns, "decode-x")) == 2, 60, "2 decode pods")
+    wait_until(lambda: len(_pods(cluster, ns, "prefill-x")) == 1, 60, "1 prefill pod")
+    for app in ("prefill-x", "decode-x"):
+        cluster.kubectl(
+            "wait", "--for=condition=Ready", "pods", "-l", f"app={app}", "-n", ns, "--timeout=60s"
+        )
     key = emulator.add(FleetSpec(ns, "p", _spec(), _trace()))
     emulator.start()
     job = f"emu-{int(time.time() * 1000) % 10**8}"
     prometheus.add_file_sd(job, emulator.sd_file)
     decode = _pods(cluster, ns, "decode-x")
     # Warm start: the pods present at the start serve at once, under their real names.
+    prefill = _pods(cluster, ns, "prefill-x")
     wait_until(lambda: _scraped(prometheus, job, ns, "decode") == decode, 30, "decode scraped")
-    assert _scraped(prometheus, job, ns, "prefill") == _pods(cluster, ns, "prefill-x")
+    # Each target is scraped on its own offset within the 1 s interval: wait for this one
+    # too, well inside the 8 s start-up a pod new to the emulator would have to wait.
+    wait_until(lambda: _scraped(prometheus, job, ns, "prefill") == prefill, 3, "prefill scraped")
     (series,) = prometheus.query(f'vllm:request_success_total{{job="{job}",pod="{min(decode)}"}}')
     assert series["metric"]["model_name"] and series["metric"]["policy"] == "p"
 
