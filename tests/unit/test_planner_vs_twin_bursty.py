@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -97,17 +98,24 @@ class Recorder:
         return self.planner.decide(obs, current, now)
 
 
-@cache
-def agreement(case_key: str, p: int) -> dict[str, float]:
-    root = _traces()
+def _fixed_run(case_key: str, p: int, itl: bool) -> tuple[Any, Any, Any, Any, Any]:
+    """A bench case's trace through the twin at p prefill replicas and the rest of the
+    budget on decode, recorded by a Recorder (or an ItlRecorder): (trace, spec,
+    scenario, recorder, run)."""
     case = next(c for c in bench.cases() if c.key == case_key)
-    trace = case.load(root)
+    trace = case.load(_traces())
     prof = load_profile(case.spec.pools[0].profile or "")
     d = case.spec.gpu_budget // prof.gpus_per_replica - p
     spec = fixed(case.spec, p, d)
     sc = scenario.build_scenario(spec)
-    rec = Recorder(spec, prof, p)
+    rec = ItlRecorder(spec, prof, p, decode=d) if itl else Recorder(spec, prof, p)
     run = harness.run(sc, trace, rec, initial={"prefill": p, "decode": d})
+    return trace, spec, sc, rec, run
+
+
+@cache
+def agreement(case_key: str, p: int) -> dict[str, float]:
+    trace, spec, sc, rec, run = _fixed_run(case_key, p, itl=False)
     o = run.outcomes
     slo = spec.slo.ttft_seconds
     ok = (~np.isnan(o.ttft)) & (o.ttft <= slo)
@@ -202,15 +210,7 @@ class ItlRecorder(Recorder):
 @cache
 def itl_agreement(case_key: str, p: int) -> tuple[float, float]:
     """(planner, twin) ITL attainment over the run, request-weighted by interval."""
-    root = _traces()
-    case = next(c for c in bench.cases() if c.key == case_key)
-    trace = case.load(root)
-    prof = load_profile(case.spec.pools[0].profile or "")
-    d = case.spec.gpu_budget // prof.gpus_per_replica - p
-    spec = fixed(case.spec, p, d)
-    sc = scenario.build_scenario(spec)
-    rec = ItlRecorder(spec, prof, p, decode=d)
-    run = harness.run(sc, trace, rec, initial={"prefill": p, "decode": d})
+    trace, spec, sc, rec, run = _fixed_run(case_key, p, itl=True)
     o = run.outcomes
     ok = (o.output_tokens <= 1) | (np.nan_to_num(o.itl, nan=math.inf) <= spec.slo.itl_seconds)
     weights = pred = twin = 0.0
