@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from goodput.sim import targets
+from goodput.sim.controllers import BENCH_CONTROLLERS
 from goodput.sim.targets import CANNOT, MET, NA, NOT_MET, Verdict
 
 
@@ -23,20 +24,8 @@ def row(goodput: float, gpu_hours: float = 10.0, peak: int = 32, violations: int
 
 def results(**goodputs: Any) -> dict[str, dict[str, Any]]:
     """Every bench controller at 50 tok/s unless given (a float, or a ready row)."""
-    names = (
-        "goodput",
-        "clairvoyant",
-        "static-best",
-        "hpa",
-        "hpa-shared",
-        "dynamo",
-        "llmd-slo",
-        "hpa-naive",
-        "sla-planner",
-        "oracle",
-    )
     out = {}
-    for n in names:
+    for n in BENCH_CONTROLLERS:
         v = goodputs.get(n.replace("-", "_"), 50.0)
         out[n] = v if isinstance(v, dict) else row(float(v))
     return out
