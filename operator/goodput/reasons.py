@@ -24,7 +24,7 @@ class Reason(StrEnum):
     # Adjustments (lastDecision.adjustments): a mechanism that shaped the decision
     DemandCapped = "DemandCapped"  # forecast beyond what gpuBudget serves: planned at the cap
     FloorReleased = "FloorReleased"  # a violating pool's floor would trap a worse split
-    BurstHeadroom = "BurstHeadroom"  # equal-GPU, near-equal splits: the most burst headroom
+    BurstHeadroom = "BurstHeadroom"  # near-equal splits told apart at a burst (pick or move)
     RebalanceShrink = "RebalanceShrink"  # a rebalance's shrink past its step limit
     StateRestored = "StateRestored"  # planner memory (forecast, patience) read from status
     # Holds (nothing changes, and we say why)

@@ -25,7 +25,7 @@ from goodput.planner.optimizer import (
     goodput_at,
     optimize,
 )
-from goodput.planner.planner import PlannerState, pool_model
+from goodput.planner.planner import PlannerState, PoolModel, pool_model
 from goodput.reasons import Limit, Reason
 
 from .planner_fixtures import disagg_spec, observation
@@ -367,3 +367,76 @@ def test_on_a_rising_ramp_a_move_is_weighed_at_the_demand_when_it_would_serve() 
     flat = replace(state, forecast=ForecastState(rate, 0.0, 0.5, now - 15.0, ()))
     held, _ = plan(spec, obs, cur, flat, now)
     assert held.allocation().pools != target
+
+
+def test_a_move_between_equals_is_made_only_when_it_pays_at_a_burst() -> None:
+    """After a peak patience still holds (5/3 planned), every current split of 8 GPUs at
+    loads where several splits serve the demand alike: a move equal (within EPSILON) at
+    the demand weighed is made when it pays at a burst of BURST x the demand expected,
+    and says so with both figures (BurstHeadroom); a move equal there too is held as a
+    move between equals (MoveWouldNotPay). On azure-code the split held from t=0 and
+    the one its bursts need were equal in the first lull, and the first burst found
+    half the prefill it wanted."""
+    spec = _with_startup(disagg_spec(8, max_p=7, max_d=7), "60s")
+    now = 115.0
+    made = held = 0
+    pattern = re.compile(r"at ([\d.]+) req/s the split moved to .* at a burst of ([\d.]+) req/s")
+    for rate, p in itertools.product((6.0, 10.0, 14.0, 18.0), range(1, 8)):
+        cur = Allocation(pools={"prefill": p, "decode": 8 - p})
+        obs = observation(rate, ready=dict(cur.pools), now=now)
+        got, _ = plan(spec, obs, cur, _after_a_peak(now), now)
+        model = pool_model(spec, obs, cur, {})
+
+        def check(
+            level: float, target: dict[str, int], model: PoolModel = model, cur: Allocation = cur
+        ) -> MoveCheck:
+            problem = model.problem(Demand(level, 2000.0, 250.0))
+            return check_move(problem, cur.pools, target, 300.0, 60.0, 15.0)
+
+        notes = [
+            a.message
+            for a in got.adjustments
+            if a.reason == Reason.BurstHeadroom and "the split moved to" in a.message
+        ]
+        if notes:
+            made += 1
+            target = got.allocation().pools
+            assert got.reason != Reason.MoveWouldNotPay and is_rebalance(cur.pools, target)
+            m = pattern.search(notes[0])
+            assert m is not None and f"({BURST:g}x)" in notes[0]
+            level, burst = float(m.group(1)), float(m.group(2))
+            assert burst > level
+            assert check(level, target).equal and not check(level, target).pays
+            assert check(burst, target).pays
+        elif got.reason == Reason.MoveWouldNotPay and "within 1%" in got.message:
+            held += 1
+            assert got.allocation() == cur and got.runner_up is not None
+            m = re.search(r"at the ([\d.]+) req/s expected now", got.message)
+            assert m is not None
+            level = float(m.group(1))
+            assert check(level, got.runner_up.pools).equal
+    assert made >= 3 and held >= 10
+
+
+def test_no_move_is_made_for_a_burst_the_budget_cannot_serve() -> None:
+    """A move equal at the demand weighed is never made for a burst the budget cannot
+    serve (the burst's own plan bound by gpuBudget), nor under a forecast capped to what
+    it can: that is the re-split toward unservable demand the cap exists to prevent.
+    At 50 req/s after the 60 req/s peak, 4/4 and 6/2 are equal to 5/3 and the 75 req/s
+    burst is beyond 8 GPUs: held. At 14 req/s (a 21 req/s burst, servable) 2/6 moves."""
+    spec = _with_startup(disagg_spec(8, max_p=7, max_d=7), "60s")
+    now = 115.0
+
+    def burst_moves(rate: float, p: int) -> list[str]:
+        cur = Allocation(pools={"prefill": p, "decode": 8 - p})
+        obs = observation(rate, ready=dict(cur.pools), now=now)
+        got, _ = plan(spec, obs, cur, _after_a_peak(now), now)
+        return [
+            a.message
+            for a in got.adjustments
+            if a.reason == Reason.BurstHeadroom and "the split moved to" in a.message
+        ]
+
+    assert burst_moves(14.0, 2)
+    for rate, p in itertools.product((50.0, 60.0, 80.0, 130.0), range(1, 8)):
+        assert not burst_moves(rate, p), (rate, p)

@@ -26,6 +26,7 @@ from goodput.planner.model import (
 )
 from goodput.planner.moves import MoveCheck, check_move, is_rebalance
 from goodput.planner.optimizer import (
+    BURST,
     EPSILON,
     Candidate,
     PoolInput,
@@ -727,15 +728,55 @@ def plan(
     arrival = fstate.level + max(fstate.trend, 0.0) * parse_duration(spec.behavior.startup_delay)
     low = max(rate, arrival if fstate.trend > 0 else 0.0) + queue
     levels = sorted({expected, min(low, expected)})
+    held_by: MoveCheck | None = None  # the first level the move does not pay at
+    equal: MoveCheck | None = None  # the first level where it is equal, neither better
     for level in reversed(levels):
         at_level = _problem(
             ctx, tiers, hit, floors, replace(problem.demand, rate_rps=max(level, 1e-9)), factors
         )
         move = _weigh_move(ctx, spec, observation, current, at_level, result)
-        if move is None or not move.pays:
+        if move is None:
+            equal = None
             break
-    if move is not None and not move.pays:
-        plan_out = _held_move(ctx, current, problem, result, move, rate, quality, adjustments)
+        if move.pays:
+            continue
+        if move.equal:
+            equal = equal or move
+            continue
+        held_by = move
+        break
+    if held_by is None and equal is not None:
+        # Equal at a demand weighed and losing at none: a burst the budget can serve
+        # (its plan not bound by gpuBudget) decides. Not one it cannot (nor when the plan
+        # is capped to what it can): a split chosen for unservable demand is the re-split
+        # the cap exists to prevent, and the model rates it badly (the decode pool is
+        # weighed at the whole burst, though the saturated prefill passes on only what it
+        # serves; on azure-code at 1.5x the load an overloaded 11/1 went to 10/2 for a
+        # 13.4 req/s burst, 0.1% less goodput).
+        burst = _problem(
+            ctx,
+            tiers,
+            hit,
+            floors,
+            replace(problem.demand, rate_rps=max(expected * BURST, 1e-9)),
+            factors,
+        )
+        fit = optimize(burst) if uncapped is None else None
+        servable = fit is not None and (
+            fit.satisfiable or explain.binding(fit, burst, floors).limit != Limit.GpuBudget
+        )
+        at_burst = _weigh_move(ctx, spec, observation, current, burst, result) if servable else None
+        if at_burst is not None and at_burst.pays:
+            adjustments.append(
+                Adjustment(
+                    reason=Reason.BurstHeadroom,
+                    message=_burst_move_sentence(equal, at_burst, output_tokens * quality),
+                )
+            )
+        else:
+            held_by = equal
+    if held_by is not None:
+        plan_out = _held_move(ctx, current, problem, result, held_by, rate, quality, adjustments)
         return plan_out, new_state
     plan_out = _finish(ctx, problem, result, current, floors, rate, quality)
     if uncapped is not None:
@@ -912,6 +953,19 @@ def _weigh_move(
     )
     interval = parse_duration(spec.behavior.interval)
     return check_move(problem, serving, target, horizon, startup, interval, cur)
+
+
+def _burst_move_sentence(equal: MoveCheck, burst: MoveCheck, tokens_per_request: float) -> str:
+    """Why a move between plans equal at the demand expected is made: it pays at a burst."""
+    k = tokens_per_request
+    return (
+        f"at {equal.demand_rps:.2f} req/s the split moved to serves"
+        f" {equal.target_rps * k:.1f} good tok/s against {equal.now_rps * k:.1f} held (equal,"
+        f" within {EPSILON:.0%}); at a burst of {burst.demand_rps:.2f} req/s ({BURST:g}x) it"
+        f" serves {burst.target_rps * k:.1f} against {burst.now_rps * k:.1f}: the gain"
+        f" {burst.gain * k:.0f} tokens over {burst.payback_s:.0f}s exceeds the move's cost"
+        f" {burst.cost * k:.0f} tokens there"
+    )
 
 
 def _held_move(
